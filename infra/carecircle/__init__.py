@@ -1,0 +1,1 @@
+"""CareCircle infrastructure: settings, components, rendering and the offline harness."""

@@ -1,0 +1,1 @@
+"""One Pulumi ComponentResource per concern, each taking one typed args object."""

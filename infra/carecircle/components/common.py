@@ -1,0 +1,45 @@
+"""Container settings every CareCircle container shares: restart policy, log rotation, labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi_docker as docker
+
+HEALTHCHECK_INTERVAL = "10s"
+HEALTHCHECK_TIMEOUT = "5s"
+HEALTHCHECK_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class ContainerRuntime:
+    """What the settings say about running any container of this stack."""
+
+    stack: str
+    environment: str
+    restart: str
+    log_max_size: str
+    log_max_files: int
+
+    def container_kwargs(self, role: str) -> dict[str, Any]:
+        return {
+            "restart": self.restart,
+            "log_driver": "json-file",
+            "log_opts": {"max-size": self.log_max_size, "max-file": str(self.log_max_files)},
+            "labels": [
+                docker.ContainerLabelArgs(label="com.carecircle.stack", value=self.stack),
+                docker.ContainerLabelArgs(label="com.carecircle.environment", value=self.environment),
+                docker.ContainerLabelArgs(label="com.carecircle.role", value=role),
+            ],
+        }
+
+
+def healthcheck(test: list[str], start_period: str = "30s") -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=test,
+        interval=HEALTHCHECK_INTERVAL,
+        timeout=HEALTHCHECK_TIMEOUT,
+        retries=HEALTHCHECK_RETRIES,
+        start_period=start_period,
+    )

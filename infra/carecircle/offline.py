@@ -1,0 +1,196 @@
+"""Evaluate a stack offline: run the program under Pulumi's mocks and record what it declares.
+
+Used by the tests and by `python infra/cli.py`. The mocks behave like the engine where the
+program's correctness depends on it: preview is off (every apply runs), generated passwords come
+back as secrets, and each registration keeps its options (protect, parent, dependencies) and the
+secret markers of its inputs, which the stock MockResourceArgs drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from .settings import ConfigError
+from .stackfiles import REPO_ROOT, load_stack_config
+
+
+@dataclass
+class DeclaredResource:
+    type: str
+    name: str
+    urn: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_inputs: set[str]  # top-level input names whose value is (or holds) a secret
+    parent: str
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    dependencies: list[str]
+
+
+@dataclass
+class Evaluation:
+    stack: str
+    resources: list[DeclaredResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, type_: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def get(self, type_: str, name: str) -> DeclaredResource:
+        """The resource, or an AssertionError naming what was declared (never a vacuous pass)."""
+        for resource in self.resources:
+            if resource.type == type_ and resource.name == name:
+                return resource
+        declared = sorted(r.name for r in self.of_type(type_))
+        raise AssertionError(f"stack {self.stack} declares no {type_} named {name!r}; it has {declared}")
+
+    @property
+    def containers(self) -> dict[str, DeclaredResource]:
+        """Containers by their Docker name."""
+        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")}
+
+    def by_urn(self, urn: str) -> DeclaredResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+def _holds_secret(value: Any) -> bool:
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    value = rpc.unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
+
+
+def _deserialize(struct: Any) -> tuple[dict[str, Any], set[str]]:
+    """Plain values, and the top-level keys that were (or held) secrets."""
+    wrapped = rpc.deserialize_properties(struct)
+    return _unwrap_secrets(wrapped), {key for key, value in wrapped.items() if _holds_secret(value)}
+
+
+def _fake_value(name: str, length: int) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return (digest * (length // len(digest) + 1))[:length]
+
+
+class EngineLikeMocks(pulumi.runtime.Mocks):
+    """Resource outputs as the engine would return them, for the resources this program uses."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        state = dict(args.inputs)
+        if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
+            value = _fake_value(args.name, int(args.inputs.get("length", 16)))
+            # The engine applies the provider's additional_secret_outputs; the mock monitor does not.
+            state["result"] = pulumi.Output.secret(value) if args.typ.endswith("RandomPassword") else value
+        elif args.typ == "docker:index/image:Image":
+            state["repoDigest"] = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks, evaluation: Evaluation):
+        super().__init__(mocks)
+        self.evaluation = evaluation
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs, secret_inputs = _deserialize(request.object)
+            self.evaluation.resources.append(DeclaredResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                custom=request.custom,
+                inputs=inputs,
+                secret_inputs=secret_inputs,
+                parent=request.parent,
+                protect=request.protect,
+                retain_on_delete=request.retainOnDelete,
+                delete_before_replace=request.deleteBeforeReplace,
+                dependencies=list(request.dependencies),
+            ))
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        if "::pulumi:pulumi:Stack::" in request.urn:
+            self.evaluation.outputs, self.evaluation.secret_outputs = _deserialize(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def evaluate_config(
+    stack: str,
+    project: str,
+    config: Mapping[str, str],
+    secret_keys: set[str],
+    program: Optional[Callable[[], None]] = None,
+) -> Evaluation:
+    """Run `program` (default: the CareCircle program) under mocks with this config."""
+    if program is None:
+        from .program import declare_stack as program
+
+    evaluation = Evaluation(stack=stack)
+    pulumi.runtime.set_all_config(dict(config), sorted(secret_keys))
+    pulumi.runtime.set_mocks(
+        EngineLikeMocks(),
+        project=project,
+        stack=stack,
+        preview=False,
+        monitor=RecordingMonitor(EngineLikeMocks(), evaluation),
+    )
+    # set_mocks keeps the previous run's root stack (pulumi#8280); each evaluation gets its own.
+    runtime_settings.ROOT.set(None)
+    try:
+        _sync_await(run_in_stack(program))
+    except ConfigError as error:
+        error.declared = evaluation.resources
+        raise
+    return evaluation
+
+
+def evaluate_stack(
+    stack: str,
+    root: Path = REPO_ROOT,
+    overrides: Optional[Mapping[str, Any]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+) -> Evaluation:
+    """Evaluate a stack from its files. `overrides` replace keys (None removes one) as
+    `pulumi config set/rm` would; `secrets` are set as secret keys."""
+    from .stackfiles import cli_string
+
+    project, config, secret_keys = load_stack_config(stack, root, secrets)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            config.pop(key, None)
+            secret_keys.discard(key)
+        else:
+            config[key] = cli_string(value)
+    for key, value in (secrets or {}).items():
+        config[key] = value
+        secret_keys.add(key)
+    return evaluate_config(stack, project, config, secret_keys)

@@ -1,0 +1,95 @@
+"""Read Pulumi.yaml + Pulumi.<stack>.yaml the way the Pulumi CLI hands config to a program.
+
+The CLI merges the project's `config:` block (the base layer) with the stack file, key by key
+(a stack value replaces the project value whole), and passes every value as a string: scalars
+as their text, lists and objects as JSON. `secure:` values are decrypted by the CLI; offline we
+cannot, so each is replaced by a well-formed fake and still marked secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_SCHEMA_KEYS = {"type", "description", "default", "value", "secret", "items"}
+
+# Fakes that satisfy the settings' checks (URL schemes, PEM markers, lengths).
+FAKE_SECRETS = {
+    "carecircle:databaseUrl": "postgresql://fake:fake-password@db.fake.invalid:5432/carecircle?sslmode=require",
+    "carecircle:redisUrl": "rediss://default:fake-password@redis.fake.invalid:6379",
+    "carecircle:rabbitmqUrl": "amqps://fake:fake-password@mq.fake.invalid/carecircle",
+    "carecircle:gatewayTlsCertificate": "-----BEGIN CERTIFICATE-----\nZmFrZQ==\n-----END CERTIFICATE-----\n",
+    "carecircle:gatewayTlsKey": "-----BEGIN PRIVATE KEY-----\nZmFrZQ==\n-----END PRIVATE KEY-----\n",
+}
+
+
+class StackFileError(Exception):
+    """A stack that does not exist or a YAML file that cannot be read."""
+
+
+def fake_secret(key: str) -> str:
+    return FAKE_SECRETS.get(key, "fake-" + hashlib.sha256(key.encode()).hexdigest())
+
+
+def cli_string(value: Any) -> str:
+    """How the CLI passes a YAML value to the program."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise StackFileError(f"{path.name} not found in {path.parent}") from None
+    except yaml.YAMLError as error:
+        raise StackFileError(f"{path.name} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise StackFileError(f"{path.name} must be a YAML mapping")
+    return data
+
+
+STACK_ORDER = {"dev": 0, "staging": 1, "prod": 2}
+
+
+def available_stacks(root: Path = REPO_ROOT) -> list[str]:
+    names = [p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml")]
+    return sorted(names, key=lambda name: (STACK_ORDER.get(name, len(STACK_ORDER)), name))
+
+
+def load_stack_config(
+    stack: str,
+    root: Path = REPO_ROOT,
+    secrets: Optional[Mapping[str, str]] = None,
+) -> tuple[str, dict[str, str], set[str]]:
+    """(project name, config as the CLI passes it, secret keys) for one stack.
+
+    `secrets` supplies plaintext for `secure:` keys (tests that need a real certificate); any
+    other `secure:` value becomes a fake.
+    """
+    project = _read_yaml(root / "Pulumi.yaml")
+    name = project.get("name")
+    if stack not in available_stacks(root):
+        known = ", ".join(available_stacks(root)) or "none"
+        raise StackFileError(f"unknown stack '{stack}' (stacks in {root}: {known})")
+    config: dict[str, str] = {}
+    for key, value in (project.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) <= PROJECT_SCHEMA_KEYS:
+            value = value.get("value", value.get("default"))
+        config[key if ":" in key else f"{name}:{key}"] = cli_string(value)
+    secret_keys: set[str] = set()
+    for key, value in (_read_yaml(root / f"Pulumi.{stack}.yaml").get("config") or {}).items():
+        key = key if ":" in key else f"{name}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secret_keys.add(key)
+            value = (secrets or {}).get(key, fake_secret(key))
+        config[key] = cli_string(value)
+    return name, config, secret_keys

@@ -1,0 +1,17 @@
+"""Shared fixtures: each stack evaluated once under the engine-like mocks."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The Pulumi CLI runs the program with infra/ first on sys.path; the tests import it the same way.
+sys.path.insert(0, str(REPO_ROOT / "infra"))
+
+from carecircle.offline import Evaluation, evaluate_stack  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stacks() -> dict[str, Evaluation]:
+    return {name: evaluate_stack(name) for name in ("dev", "staging", "prod")}

@@ -1,0 +1,40 @@
+"""Assertion helpers over an offline Evaluation, shared by the component tests."""
+
+from __future__ import annotations
+
+from carecircle.offline import DeclaredResource, Evaluation
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+
+
+def container(evaluation: Evaluation, docker_name: str) -> DeclaredResource:
+    containers = evaluation.containers
+    assert docker_name in containers, f"{evaluation.stack} has no container {docker_name}; it has {sorted(containers)}"
+    return containers[docker_name]
+
+
+def networks_of(resource: DeclaredResource) -> list[str]:
+    return sorted(n["name"] for n in resource.inputs.get("networksAdvanced", []))
+
+
+def published(resource: DeclaredResource) -> list[tuple[str, int, int]]:
+    """(bind address, host port, container port) of each published port."""
+    return sorted((p.get("ip", "0.0.0.0"), int(p["external"]), int(p["internal"])) for p in resource.inputs.get("ports", []))
+
+
+def env_names(resource: DeclaredResource) -> set[str]:
+    return {entry.split("=", 1)[0] for entry in resource.inputs["envs"]}
+
+
+def env(resource: DeclaredResource) -> dict[str, str]:
+    return dict(entry.split("=", 1) for entry in resource.inputs["envs"])
+
+
+def internal_networks(evaluation: Evaluation) -> dict[str, bool]:
+    return {r.inputs["name"]: bool(r.inputs.get("internal", False)) for r in evaluation.of_type(NETWORK)}
+
+
+def parent_of(evaluation: Evaluation, resource: DeclaredResource) -> DeclaredResource:
+    return evaluation.by_urn(resource.parent)

@@ -1,0 +1,153 @@
+"""A real nginx on 127.0.0.1 high ports, fronting stub upstreams that echo what they receive."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator, Optional
+
+from carecircle.rendering import GatewayPorts, NginxPaths, TlsFiles, render_nginx_conf
+from carecircle.settings import Settings, parse_settings
+from carecircle.stackfiles import cli_string, load_stack_config
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def settings_for(stack: str, overrides: Optional[dict] = None) -> Settings:
+    _, config, secret_keys = load_stack_config(stack)
+    for key, value in (overrides or {}).items():
+        config[key] = cli_string(value)
+    return parse_settings(stack, config, secret_keys)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _reply(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps({
+            "replica": self.server.replica,  # type: ignore[attr-defined]
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _reply
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@contextlib.contextmanager
+def stub_upstreams(count: int) -> Iterator[list[str]]:
+    servers = []
+    for replica in range(1, count + 1):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+        server.replica = replica  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        yield [f"127.0.0.1:{s.server_address[1]}" for s in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def make_certificate(directory: Path, host: str) -> TlsFiles:
+    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={host}",
+         "-addext", f"subjectAltName=DNS:{host}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return TlsFiles(certificate=str(cert), key=str(key))
+
+
+@dataclass
+class RunningGateway:
+    directory: Path
+    ports: GatewayPorts
+    server_name: str
+
+    def request(self, method: str, path: str, tls: bool = False, body: Optional[bytes] = None,
+                headers: Optional[dict] = None) -> tuple[int, dict, bytes]:
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.ports.https, context=context, timeout=5)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.ports.http, timeout=5)
+        try:
+            conn.request(method, path, body=body, headers={"Host": self.server_name, **(headers or {})})
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def echo(self, path: str, **kwargs) -> dict:
+        status, _, body = self.request("GET", path, **kwargs)
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+
+def write_conf(directory: Path, settings: Settings, upstreams: list[str], ports: GatewayPorts,
+               tls_files: Optional[TlsFiles]) -> Path:
+    conf = directory / "nginx.conf"
+    conf.write_text(render_nginx_conf(
+        settings, {"api": upstreams}, ports=ports,
+        paths=NginxPaths(runtime_dir=str(directory), access_log=str(directory / "access.log")),
+        tls_files=tls_files,
+    ))
+    return conf
+
+
+def nginx_test(directory: Path, conf: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([NGINX, "-t", "-e", "stderr", "-p", str(directory), "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30)
+
+
+@contextlib.contextmanager
+def running_gateway(directory: Path, settings: Settings, upstreams: list[str]) -> Iterator[RunningGateway]:
+    ports = GatewayPorts(http=free_port(), https=free_port())
+    tls_files = make_certificate(directory, settings.gateway_server_name) if settings.gateway_tls else None
+    conf = write_conf(directory, settings, upstreams, ports, tls_files)
+    checked = nginx_test(directory, conf)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen([NGINX, "-e", "stderr", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ports.http), timeout=1):
+                break
+            assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+        yield RunningGateway(directory, ports, settings.gateway_server_name)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

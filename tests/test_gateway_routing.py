@@ -1,0 +1,59 @@
+"""The rendered gateway config on a real nginx: valid for every stack, routing correct."""
+
+import pytest
+
+from nginx_harness import make_certificate, nginx_test, running_gateway, settings_for, stub_upstreams, write_conf, free_port
+from carecircle.rendering import GatewayPorts
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_stack_config_passes_nginx_t(tmp_path, stack):
+    settings = settings_for(stack)
+    tls = make_certificate(tmp_path, settings.gateway_server_name) if settings.gateway_tls else None
+    ports = GatewayPorts(http=free_port(), https=free_port())
+    # Upstream names pointed at 127.0.0.1, as many as the stack has replicas.
+    conf = write_conf(tmp_path, settings, [f"127.0.0.1:{3000 + i}" for i in range(settings.api_replicas)], ports, tls)
+    result = nginx_test(tmp_path, conf)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_nginx_t_rejects_a_broken_config(tmp_path):
+    settings = settings_for("dev")
+    conf = write_conf(tmp_path, settings, ["127.0.0.1:3000"], GatewayPorts(free_port(), free_port()), None)
+    conf.write_text(conf.read_text().replace("proxy_pass http://api;", "proxy_pass http://api", 1))
+    assert nginx_test(tmp_path, conf).returncode != 0
+
+
+def test_routes_health_and_catch_all(tmp_path):
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings_for("dev"), upstreams) as gateway:
+        echoed = gateway.echo("/api/care-plans?page=2&sort=due")
+        assert echoed["path"] == "/api/care-plans?page=2&sort=due"  # full URI and query kept
+        for path in ("/health", "/ready", "/live"):
+            assert gateway.echo(path)["path"] == path
+        status, headers, body = gateway.request("GET", "/apifoo")
+        assert status == 404 and b"Not Found" in body  # no prefix escape into /api/
+        status, _, _ = gateway.request("GET", "/somewhere-else")
+        assert status == 404
+        status, _, body = gateway.request("GET", "/_gateway/health")
+        assert (status, body) == (200, b"ok\n")
+
+
+def test_strip_prefix_route_has_no_double_slash(tmp_path):
+    settings = settings_for("dev", {"carecircle:gatewayRoutes": [{"path": "/v2/", "service": "api", "stripPrefix": True}]})
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        assert gateway.echo("/v2/users/7?x=1")["path"] == "/users/7?x=1"
+        assert gateway.echo("/v2/")["path"] == "/"
+        assert gateway.request("GET", "/v2x")[0] == 404
+
+
+def test_prod_spreads_requests_over_every_replica_over_https(tmp_path):
+    settings = settings_for("prod")
+    with stub_upstreams(settings.api_replicas) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        replicas = {gateway.echo("/api/ping", tls=True)["replica"] for _ in range(30)}
+        assert replicas == {1, 2, 3}
+        status, headers, _ = gateway.request("GET", "/api/ping?a=1")
+        assert status == 308 and headers["location"] == "https://app.carecircle.example/api/ping?a=1"
+        echoed = gateway.echo("/api/ping", tls=True, headers={"X-Forwarded-For": "6.6.6.6"})
+        assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"  # forged header not passed through
+        assert echoed["headers"]["x-forwarded-proto"] == "https"

@@ -1,0 +1,69 @@
+"""The program runs the way the Pulumi CLI's language host runs it: a fresh interpreter, cwd at
+the project directory, config in PULUMI_CONFIG, `runpy.run_path("infra", run_name="__main__")`,
+with infra/ (not the repository root) on sys.path."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO_ROOT
+
+from carecircle.stackfiles import load_stack_config
+
+HOST = textwrap.dedent("""
+    import json, os, runpy, sys
+    sys.path = [p for p in sys.path if p not in ("", os.getcwd())]
+    import pulumi
+    from pulumi.runtime.stack import wait_for_rpcs
+    from pulumi.runtime.sync_await import _sync_await
+
+    declared = []
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args):
+            declared.append(args.inputs.get("name", args.name))
+            state = dict(args.inputs)
+            if args.typ.startswith("random:"):  # the engine returns the generated value
+                state["result"] = "r" * int(args.inputs["length"])
+            return args.name + "-id", state
+        def call(self, args):
+            return {}
+
+    pulumi.runtime.set_all_config(json.loads(os.environ["PULUMI_CONFIG"]), json.loads(os.environ["PULUMI_CONFIG_SECRET_KEYS"]))
+    pulumi.runtime.set_mocks(Mocks(), project="carecircle", stack=os.environ["STACK"], preview=False)
+    try:
+        runpy.run_path("infra", run_name="__main__")
+        _sync_await(wait_for_rpcs())
+    except pulumi.RunError as error:  # the language host prints a RunError's message alone
+        print(error, file=sys.stderr)
+        print(json.dumps(declared))
+        sys.exit(32)
+    # The package came from infra/, found through the path entry the language host sets.
+    assert sys.modules["carecircle"].__file__ == os.path.join(os.getcwd(), "infra", "carecircle", "__init__.py")
+    print(json.dumps(declared))
+""")
+
+
+def run_like_the_cli(stack, change=None):
+    _, config, secret_keys = load_stack_config(stack)
+    config.update(change or {})
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(STACK=stack, PULUMI_CONFIG=json.dumps(config), PULUMI_CONFIG_SECRET_KEYS=json.dumps(sorted(secret_keys)))
+    return subprocess.run([sys.executable, "-c", HOST], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_program_runs_from_infra_without_the_repository_root_on_sys_path():
+    result = run_like_the_cli("prod")
+    assert result.returncode == 0, result.stderr
+    declared = json.loads(result.stdout)
+    assert "carecircle-prod-gateway" in declared and "carecircle-prod-api-3" in declared
+
+
+def test_bad_config_under_the_cli_is_one_message_without_traceback():
+    result = run_like_the_cli("prod", {"carecircle:apiReplicas": "1"})
+    assert result.returncode == 32
+    assert "Traceback" not in result.stderr
+    assert "carecircle:apiReplicas" in result.stderr and "pulumi config set carecircle:apiReplicas 2 --stack prod" in result.stderr
+    assert json.loads(result.stdout) == []

@@ -1,0 +1,257 @@
+"""What each stack declares, as an auditor would check it: containers, networks, exposure,
+volumes and their protection, environment, secrets, images and healthchecks."""
+
+import json
+
+import pytest
+
+from carecircle.offline import evaluate_stack
+from helpers import CONTAINER, VOLUME, container, env, env_names, internal_networks, networks_of, parent_of, published
+
+API_ENV = {"NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET", "JWT_EXPIRES_IN"}
+WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_HEARTBEAT_FILE"}
+
+
+def test_dev_declares_every_service_as_a_local_container(stacks):
+    assert sorted(stacks["dev"].containers) == [
+        "carecircle-dev-api-1",
+        "carecircle-dev-gateway",
+        "carecircle-dev-postgres",
+        "carecircle-dev-rabbitmq",
+        "carecircle-dev-redis",
+        "carecircle-dev-workers-1",
+    ]
+
+
+@pytest.mark.parametrize("stack, api, workers", [("staging", 2, 2), ("prod", 3, 3)])
+def test_staging_and_prod_run_only_apps_and_gateway(stacks, stack, api, workers):
+    expected = [f"carecircle-{stack}-api-{i}" for i in range(1, api + 1)]
+    expected += [f"carecircle-{stack}-gateway"]
+    expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
+    assert sorted(stacks[stack].containers) == sorted(expected)
+
+
+def test_networks_and_which_are_internal(stacks):
+    assert internal_networks(stacks["dev"]) == {"carecircle-dev-edge": False, "carecircle-dev-backend": True}
+    for stack in ("staging", "prod"):
+        assert internal_networks(stacks[stack]) == {
+            f"carecircle-{stack}-edge": False,
+            f"carecircle-{stack}-backend": True,
+            f"carecircle-{stack}-egress": False,
+        }
+
+
+def test_container_networks_in_dev(stacks):
+    dev = stacks["dev"]
+    assert networks_of(container(dev, "carecircle-dev-gateway")) == ["carecircle-dev-edge"]
+    assert networks_of(container(dev, "carecircle-dev-api-1")) == ["carecircle-dev-backend", "carecircle-dev-edge"]
+    assert networks_of(container(dev, "carecircle-dev-workers-1")) == ["carecircle-dev-backend"]
+    for service in ("postgres", "redis", "rabbitmq"):
+        assert networks_of(container(dev, f"carecircle-dev-{service}")) == ["carecircle-dev-backend"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_workers_reach_managed_services_without_joining_the_edge(stacks, stack):
+    workers = container(stacks[stack], f"carecircle-{stack}-workers-1")
+    assert networks_of(workers) == [f"carecircle-{stack}-backend", f"carecircle-{stack}-egress"]
+
+
+def test_dev_publishes_only_on_loopback(stacks):
+    dev = stacks["dev"]
+    exposed = {name: published(c) for name, c in dev.containers.items() if published(c)}
+    assert exposed == {
+        "carecircle-dev-gateway": [("127.0.0.1", 8080, 8080)],
+        "carecircle-dev-postgres": [("127.0.0.1", 5432, 5432)],
+        "carecircle-dev-redis": [("127.0.0.1", 6379, 6379)],
+        "carecircle-dev-rabbitmq": [("127.0.0.1", 15672, 15672)],
+    }
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_only_the_gateway_publishes_in_staging_and_prod(stacks, stack):
+    exposed = {name: published(c) for name, c in stacks[stack].containers.items() if published(c)}
+    assert exposed == {f"carecircle-{stack}-gateway": [("0.0.0.0", 80, 8080), ("0.0.0.0", 443, 8443)]}
+
+
+def test_dev_volumes_are_named_and_unprotected(stacks):
+    dev = stacks["dev"]
+    volumes = {v.inputs["name"]: v.protect for v in dev.of_type(VOLUME)}
+    assert volumes == {f"carecircle-dev-{s}-data": False for s in ("postgres", "redis", "rabbitmq")}
+    mounts = {v["volumeName"]: v["containerPath"] for v in container(dev, "carecircle-dev-postgres").inputs["volumes"]}
+    assert mounts == {"carecircle-dev-postgres-data": "/var/lib/postgresql/data"}
+    redis = container(dev, "carecircle-dev-redis")
+    assert "--appendonly yes" in redis.inputs["command"][-1]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_data_volumes_are_protected_in_staging_and_prod(stack):
+    evaluation = evaluate_stack(stack, overrides={"carecircle:postgresMode": "container", "carecircle:redisMode": "container"})
+    volumes = evaluation.of_type(VOLUME)
+    assert sorted(v.inputs["name"] for v in volumes) == [f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-redis-data"]
+    assert all(v.protect and v.retain_on_delete for v in volumes)
+
+
+def test_api_and_workers_environment(stacks):
+    for stack, evaluation in stacks.items():
+        api = container(evaluation, f"carecircle-{stack}-api-1")
+        workers = container(evaluation, f"carecircle-{stack}-workers-1")
+        assert env_names(api) == API_ENV
+        assert env_names(workers) == WORKERS_ENV
+    dev_api = env(container(stacks["dev"], "carecircle-dev-api-1"))
+    assert dev_api["NODE_ENV"] == "development"
+    assert dev_api["PORT"] == "3000"
+    assert dev_api["DATABASE_URL"].startswith("postgresql://carecircle:")
+    assert dev_api["DATABASE_URL"].endswith("@carecircle-dev-postgres:5432/carecircle")
+    assert dev_api["REDIS_URL"].endswith("@carecircle-dev-redis:6379")
+    assert dev_api["RABBITMQ_URL"].startswith("amqp://") and dev_api["RABBITMQ_URL"].endswith("@carecircle-dev-rabbitmq:5672")
+    assert len(dev_api["JWT_SECRET"]) == 64
+    prod_api = env(container(stacks["prod"], "carecircle-prod-api-1"))
+    assert prod_api["NODE_ENV"] == "production"
+    assert prod_api["DATABASE_URL"].startswith("postgresql://fake:")  # the stack's secret, faked offline
+
+
+def test_secret_bearing_inputs_are_secret(stacks):
+    for stack, evaluation in stacks.items():
+        for name, resource in evaluation.containers.items():
+            if "envs" in resource.inputs and any(
+                k in env_names(resource) for k in ("DATABASE_URL", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_DEFAULT_PASS")
+            ):
+                assert "envs" in resource.secret_inputs, f"{stack}: envs of {name} are not secret"
+    prod_gateway = container(stacks["prod"], "carecircle-prod-gateway")
+    assert "uploads" in prod_gateway.secret_inputs  # holds the private key
+
+
+def _secret_values(evaluation):
+    values = set()
+    for resource in evaluation.resources:
+        for entry in resource.inputs.get("envs", []):
+            key, value = entry.split("=", 1)
+            if key.endswith(("_URL", "_PASSWORD", "_PASS", "_SECRET")):
+                values.add(value)
+    return values - {""}
+
+
+def test_no_secret_in_plain_inputs_or_outputs(stacks):
+    for stack, evaluation in stacks.items():
+        secrets = _secret_values(evaluation)
+        assert secrets, "the check must look at something"
+        plain = json.dumps([{k: v for k, v in r.inputs.items() if k not in r.secret_inputs} for r in evaluation.resources], default=str)
+        plain += json.dumps(evaluation.outputs, default=str)
+        leaked = [s for s in secrets if len(s) > 12 and s in plain]
+        assert not leaked, f"{stack}: plaintext secret in a non-secret input or output"
+
+
+def test_stack_outputs(stacks):
+    dev = stacks["dev"].outputs
+    assert dev["gatewayUrl"] == "http://localhost:8080"
+    assert sorted(dev["containers"]) == sorted(stacks["dev"].containers)
+    assert dev["networks"] == ["carecircle-dev-edge", "carecircle-dev-backend"]
+    assert sorted(dev["volumes"]) == [f"carecircle-dev-{s}-data" for s in ("postgres", "rabbitmq", "redis")]
+    assert stacks["prod"].outputs["gatewayUrl"] == "https://app.carecircle.example"
+    assert not stacks["prod"].secret_outputs and not stacks["dev"].secret_outputs
+
+
+def test_replicas_images_and_limits(stacks):
+    prod = stacks["prod"]
+    for i in (1, 2, 3):
+        api = container(prod, f"carecircle-prod-api-{i}")
+        assert api.inputs["image"] == "ghcr.io/carecircle/api:1.0.0"
+        assert api.inputs["memory"] == 1024 and api.inputs["cpus"] == "1.0"
+        workers = container(prod, f"carecircle-prod-workers-{i}")
+        assert workers.inputs["command"] == ["node", "dist/worker.js"]
+    assert container(prod, "carecircle-prod-gateway").inputs["image"] == "nginx:1.27-alpine"
+    dev = stacks["dev"]
+    assert container(dev, "carecircle-dev-postgres").inputs["image"] == "postgres:15"
+    assert container(dev, "carecircle-dev-redis").inputs["image"] == "redis:7-alpine"
+    assert container(dev, "carecircle-dev-rabbitmq").inputs["image"] == "rabbitmq:3-management"
+
+
+def test_dev_builds_app_images_from_this_repository(stacks):
+    from conftest import REPO_ROOT
+
+    dev = stacks["dev"]
+    image = dev.get("docker:index/image:Image", "api-image")
+    context = image.inputs["build"]["context"]
+    assert (REPO_ROOT / context / "Dockerfile").is_file()
+    assert image.inputs["skipPush"] is True
+    assert container(dev, "carecircle-dev-api-1").inputs["image"].startswith("sha256:")  # the built image id
+    assert container(dev, "carecircle-dev-workers-1").inputs["command"] == ["node", "worker.js"]
+
+
+def test_every_container_has_healthcheck_restart_and_log_rotation(stacks):
+    for stack, evaluation in stacks.items():
+        for name, resource in evaluation.containers.items():
+            assert resource.inputs["healthcheck"]["tests"][0] in ("CMD", "CMD-SHELL"), name
+            assert resource.inputs["restart"] == "unless-stopped", name
+            assert resource.inputs["logDriver"] == "json-file", name
+            assert resource.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, name
+
+
+def test_healthchecks_probe_the_real_service(stacks):
+    dev = stacks["dev"]
+    assert "pg_isready -U carecircle -d carecircle" in container(dev, "carecircle-dev-postgres").inputs["healthcheck"]["tests"][1]
+    redis_check = container(dev, "carecircle-dev-redis").inputs["healthcheck"]["tests"][1]
+    assert "redis-cli" in redis_check and '-a "$REDIS_PASSWORD"' in redis_check and "ping" in redis_check
+    assert container(dev, "carecircle-dev-rabbitmq").inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    api_check = container(dev, "carecircle-dev-api-1").inputs["healthcheck"]["tests"]
+    assert api_check[:3] == ["CMD", "node", "-e"] and "http://127.0.0.1:3000/health" in api_check[3]
+    gateway_check = container(dev, "carecircle-dev-gateway").inputs["healthcheck"]["tests"][1]
+    assert "/_gateway/health" in gateway_check
+
+
+def test_api_waits_healthy_before_the_gateway_starts(stacks):
+    prod = stacks["prod"]
+    gateway = container(prod, "carecircle-prod-gateway")
+    api_urns = {r.urn for name, r in prod.containers.items() if "-api-" in name}
+    assert api_urns <= set(gateway.dependencies)
+    assert all(prod.containers[f"carecircle-prod-api-{i}"].inputs["wait"] for i in (1, 2, 3))
+
+
+def test_components_parent_their_children(stacks):
+    dev = stacks["dev"]
+    expected = {
+        "carecircle-dev-postgres": "carecircle:data:DataService",
+        "carecircle-dev-api-1": "carecircle:app:AppService",
+        "carecircle-dev-gateway": "carecircle:gateway:Gateway",
+    }
+    for name, component in expected.items():
+        assert parent_of(dev, container(dev, name)).type == component
+    network = dev.get("docker:index/network:Network", "networks-backend")
+    assert parent_of(dev, network).type == "carecircle:network:Networks"
+
+
+def test_secret_passwords_are_generated_with_random(stacks):
+    dev = stacks["dev"]
+    names = sorted(r.name for r in dev.of_type("random:index/randomPassword:RandomPassword"))
+    assert names == ["jwt-secret", "postgres-password", "rabbitmq-password", "redis-password"]
+    assert dev.get("random:index/randomPassword:RandomPassword", "jwt-secret").inputs["length"] == 64
+    assert dev.get("random:index/randomString:RandomString", "rabbitmq-user")
+
+
+def test_prod_gateway_ships_config_and_pem_certificate(stacks):
+    uploads = {u["file"]: u["content"] for u in container(stacks["prod"], "carecircle-prod-gateway").inputs["uploads"]}
+    assert set(uploads) == {"/etc/nginx/nginx.conf", "/etc/nginx/tls/fullchain.pem", "/etc/nginx/tls/privkey.pem"}
+    assert "server carecircle-prod-api-3:3000" in uploads["/etc/nginx/nginx.conf"]
+
+
+def test_staging_gateway_mounts_certificate_from_the_host(stacks):
+    gateway = container(stacks["staging"], "carecircle-staging-gateway")
+    mounts = {v["containerPath"]: (v["hostPath"], v["readOnly"]) for v in gateway.inputs["volumes"]}
+    assert mounts == {
+        "/etc/nginx/tls/fullchain.pem": ("/etc/carecircle/tls/fullchain.pem", True),
+        "/etc/nginx/tls/privkey.pem": ("/etc/carecircle/tls/privkey.pem", True),
+    }
+
+
+def test_jwt_secret_from_config_replaces_the_generated_one():
+    supplied = "s" * 40
+    evaluation = evaluate_stack("dev", secrets={"carecircle:jwtSecret": supplied})
+    assert env(container(evaluation, "carecircle-dev-api-1"))["JWT_SECRET"] == supplied
+    assert not [r for r in evaluation.of_type("random:index/randomPassword:RandomPassword") if r.name == "jwt-secret"]
+
+
+def test_asserting_on_an_undeclared_resource_fails(stacks):
+    with pytest.raises(AssertionError, match="declares no"):
+        stacks["prod"].get(CONTAINER, "postgres-container")
+    with pytest.raises(AssertionError, match="has no container"):
+        container(stacks["prod"], "carecircle-prod-postgres")
