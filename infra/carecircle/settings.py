@@ -363,15 +363,13 @@ class Settings(BaseModel):
             raise rule(f"{strict} needs at least 2 API replicas so one can fail or restart", 2)
         if value < 1:
             raise rule("needs at least 1 API replica", 1)
-        if value > 50:
-            raise rule("at most 50 API replicas on one Docker host", 50)
         return value
 
     @field_validator("workers_replicas")
     @classmethod
     def _workers_replicas(cls, value: int) -> int:
-        if not 0 <= value <= 50:
-            raise rule("must be between 0 and 50", 1)
+        if value < 0:
+            raise rule("must be 0 or more", 1)
         return value
 
     @field_validator("postgres_host_port", "redis_host_port", "rabbitmq_management_host_port")

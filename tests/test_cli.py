@@ -1,0 +1,36 @@
+"""The offline command: one line per declared resource, clear errors, never a secret value."""
+
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+from carecircle.stackfiles import FAKE_SECRETS
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "infra/cli.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_offline_prints_each_resource_and_the_outputs():
+    result = cli("offline", "prod")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    containers = [line for line in lines if line.startswith("docker:index/container:Container")]
+    assert len(containers) == 7  # 3 api, 3 workers, gateway
+    assert any("carecircle-prod-gateway" in line and "secret inputs: uploads" in line for line in containers)
+    assert "output gatewayUrl = https://app.carecircle.example" in lines
+    for value in FAKE_SECRETS.values():
+        assert value not in result.stdout
+
+
+def test_offline_unknown_stack_is_a_clear_error():
+    result = cli("offline", "qa")
+    assert result.returncode == 2
+    assert "unknown stack 'qa'" in result.stderr and "dev, staging, prod" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_offline_without_a_stack_shows_usage():
+    result = cli("offline")
+    assert result.returncode == 2 and "Missing argument" in result.stderr
