@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
-from .settings import NAMESPACE, Settings, full_key
-from .stackfiles import PROJECT_SCHEMA_KEYS, available_stacks
+from .settings import Settings, full_key
+from .stackfiles import available_stacks, base_config, stack_file_config
 
 
 def json_schema() -> dict:
@@ -29,14 +27,9 @@ def _cell(value: object) -> str:
 
 
 def markdown(root: Path) -> str:
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())
-    base = {}
-    for key, value in (project.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) <= PROJECT_SCHEMA_KEYS:
-            value = value.get("value", value.get("default"))
-        base[key if ":" in key else f"{NAMESPACE}:{key}"] = value
+    _, base = base_config(root)
     stacks = available_stacks(root)
-    per_stack = {s: (yaml.safe_load((root / f"Pulumi.{s}.yaml").read_text()) or {}).get("config") or {} for s in stacks}
+    per_stack = {s: stack_file_config(s, root) for s in stacks}
     lines = [
         "# Config reference",
         "",

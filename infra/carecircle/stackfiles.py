@@ -65,6 +65,29 @@ def available_stacks(root: Path = REPO_ROOT) -> list[str]:
     return sorted(names, key=lambda name: (STACK_ORDER.get(name, len(STACK_ORDER)), name))
 
 
+def base_config(root: Path = REPO_ROOT) -> tuple[str, dict[str, Any]]:
+    """(project name, the `config:` block of Pulumi.yaml as YAML values under their full keys)."""
+    project = _read_yaml(root / "Pulumi.yaml")
+    name = project.get("name")
+    base = {}
+    for key, value in (project.get("config") or {}).items():
+        # A mapping of schema keys declares the value (`value:`/`default:`); objects must use `value:`.
+        if isinstance(value, dict) and set(value) <= PROJECT_SCHEMA_KEYS:
+            value = value.get("value", value.get("default"))
+        base[key if ":" in key else f"{name}:{key}"] = value
+    return name, base
+
+
+def stack_file_config(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The `config:` block of Pulumi.<stack>.yaml, `secure:` values left as they are."""
+    if stack not in available_stacks(root):
+        known = ", ".join(available_stacks(root)) or "none"
+        raise StackFileError(f"unknown stack '{stack}' (stacks in {root}: {known})")
+    project_name = _read_yaml(root / "Pulumi.yaml").get("name")
+    config = _read_yaml(root / f"Pulumi.{stack}.yaml").get("config") or {}
+    return {key if ":" in key else f"{project_name}:{key}": value for key, value in config.items()}
+
+
 def load_stack_config(
     stack: str,
     root: Path = REPO_ROOT,
@@ -75,19 +98,11 @@ def load_stack_config(
     `secrets` supplies plaintext for `secure:` keys (tests that need a real certificate); any
     other `secure:` value becomes a fake.
     """
-    project = _read_yaml(root / "Pulumi.yaml")
-    name = project.get("name")
-    if stack not in available_stacks(root):
-        known = ", ".join(available_stacks(root)) or "none"
-        raise StackFileError(f"unknown stack '{stack}' (stacks in {root}: {known})")
-    config: dict[str, str] = {}
-    for key, value in (project.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) <= PROJECT_SCHEMA_KEYS:
-            value = value.get("value", value.get("default"))
-        config[key if ":" in key else f"{name}:{key}"] = cli_string(value)
+    overrides = stack_file_config(stack, root)
+    name, base = base_config(root)
+    config = {key: cli_string(value) for key, value in base.items()}
     secret_keys: set[str] = set()
-    for key, value in (_read_yaml(root / f"Pulumi.{stack}.yaml").get("config") or {}).items():
-        key = key if ":" in key else f"{name}:{key}"
+    for key, value in overrides.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             secret_keys.add(key)
             value = (secrets or {}).get(key, fake_secret(key))
