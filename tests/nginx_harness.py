@@ -43,14 +43,19 @@ class _Echo(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        self.server.hits.append(self.command)  # type: ignore[attr-defined]
+        status = self.server.status  # type: ignore[attr-defined]
         body = json.dumps({
             "replica": self.server.replica,  # type: ignore[attr-defined]
             "method": self.command,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
         }).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        # What an api's own CORS/security middleware might add; the gateway must not duplicate it.
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("X-Powered-By", "Express")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -61,16 +66,27 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
+class StubUpstreams(list):
+    """`host:port` of each replica (a list, as render_nginx_conf takes it), plus their servers."""
+
+    servers: list[ThreadingHTTPServer]
+
+
 @contextlib.contextmanager
-def stub_upstreams(count: int) -> Iterator[list[str]]:
+def stub_upstreams(count: int, statuses: Optional[dict[int, int]] = None) -> Iterator[StubUpstreams]:
+    """`count` echo replicas; `statuses` makes replica N answer every request with that status."""
     servers = []
     for replica in range(1, count + 1):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
         server.replica = replica  # type: ignore[attr-defined]
+        server.status = (statuses or {}).get(replica, 200)  # type: ignore[attr-defined]
+        server.hits = []  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
+    upstreams = StubUpstreams(f"127.0.0.1:{s.server_address[1]}" for s in servers)
+    upstreams.servers = servers
     try:
-        yield [f"127.0.0.1:{s.server_address[1]}" for s in servers]
+        yield upstreams
     finally:
         for server in servers:
             server.shutdown()
@@ -87,6 +103,31 @@ def make_certificate(directory: Path, host: str) -> TlsFiles:
     return TlsFiles(certificate=str(cert), key=str(key))
 
 
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 that still sends the host name as SNI (and in Host)."""
+
+    def __init__(self, sni: Optional[str], port: int, context: ssl.SSLContext):
+        super().__init__(sni or "127.0.0.1", port, context=context, timeout=5)
+        self.sni = sni
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.sni)  # type: ignore[attr-defined]
+
+
+def client_context(minimum=None, maximum=None, alpn=None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if minimum:
+        context.minimum_version = minimum
+    if maximum:
+        context.maximum_version = maximum
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
 @dataclass
 class RunningGateway:
     directory: Path
@@ -94,12 +135,9 @@ class RunningGateway:
     server_name: str
 
     def request(self, method: str, path: str, tls: bool = False, body: Optional[bytes] = None,
-                headers: Optional[dict] = None) -> tuple[int, dict, bytes]:
+                headers: Optional[dict] = None, context: Optional[ssl.SSLContext] = None) -> tuple[int, dict, bytes]:
         if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            conn = http.client.HTTPSConnection("127.0.0.1", self.ports.https, context=context, timeout=5)
+            conn = PinnedHTTPSConnection(self.server_name, self.ports.https, context or client_context())
         else:
             conn = http.client.HTTPConnection("127.0.0.1", self.ports.http, timeout=5)
         try:
@@ -113,6 +151,24 @@ class RunningGateway:
         status, _, body = self.request("GET", path, **kwargs)
         assert status == 200, (status, body)
         return json.loads(body)
+
+    def handshake(self, sni: Optional[str], context: ssl.SSLContext) -> ssl.SSLSocket:
+        """A bare TLS handshake; raises ssl.SSLError when the gateway refuses it."""
+        sock = socket.create_connection(("127.0.0.1", self.ports.https), timeout=5)
+        try:
+            return context.wrap_socket(sock, server_hostname=sni)
+        except Exception:
+            sock.close()
+            raise
+
+    def access_log(self, at_least: int) -> list[str]:
+        """The access log once it has `at_least` lines (nginx logs just after sending the response)."""
+        deadline = time.monotonic() + 5
+        while True:
+            lines = (self.directory / "access.log").read_text().splitlines()
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
 
 
 def write_conf(directory: Path, settings: Settings, upstreams: list[str], ports: GatewayPorts,

@@ -145,6 +145,25 @@ def test_every_problem_in_one_message():
     assert "Traceback" not in text
 
 
+@pytest.mark.parametrize("key, value, words", [
+    ("carecircle:gatewayRateLimitAllowlist", ["10.0.0.1/8"], "not a CIDR"),
+    ("carecircle:gatewayTrustedProxies", ["lb.internal"], "not a CIDR"),
+    ("carecircle:gatewayCorsOrigins", ["*"], "not an origin"),
+    ("carecircle:gatewayCorsOrigins", ["https://app.example/path"], "not an origin"),
+    ("carecircle:gatewayCorsOrigins", ["~https://.*\\.example"], "must be anchored"),
+    ("carecircle:gatewayProxyReadTimeout", "60 seconds", "nginx time"),
+    ("carecircle:gatewayClientMaxBodySize", "1 GB", "nginx size"),
+    ("carecircle:gatewayTlsProfile", "old", "'modern' or 'intermediate'"),
+])
+def test_gateway_settings_are_checked(key, value, words):
+    assert words in problem(config_error("staging", {key: value}), key).message
+
+
+def test_cors_credentials_need_explicit_origins():
+    error = config_error("dev", {"carecircle:gatewayCorsAllowCredentials": True, "carecircle:gatewayCorsOrigins": []})
+    assert "explicit list of origins" in problem(error, "carecircle:gatewayCorsAllowCredentials").message
+
+
 # ---- property: malformed settings of every kind end in the clear error ----------------------
 
 KEYS = [f"carecircle:{field.alias}" if ":" not in (field.alias or "") else field.alias

@@ -48,12 +48,12 @@ def test_strip_prefix_route_has_no_double_slash(tmp_path):
 
 
 def test_prod_spreads_requests_over_every_replica_over_https(tmp_path):
-    settings = settings_for("prod")
+    settings = settings_for("prod", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
     with stub_upstreams(settings.api_replicas) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
         replicas = {gateway.echo("/api/ping", tls=True)["replica"] for _ in range(30)}
         assert replicas == {1, 2, 3}
         status, headers, _ = gateway.request("GET", "/api/ping?a=1")
-        assert status == 308 and headers["location"] == "https://app.carecircle.example/api/ping?a=1"
+        assert status == 308 and headers["location"] == "https://api.carecircle.example/api/ping?a=1"
         echoed = gateway.echo("/api/ping", tls=True, headers={"X-Forwarded-For": "6.6.6.6"})
         assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"  # forged header not passed through
         assert echoed["headers"]["x-forwarded-proto"] == "https"

@@ -141,13 +141,24 @@ def test_no_secret_in_plain_inputs_or_outputs(stacks):
         assert not leaked, f"{stack}: plaintext secret in a non-secret input or output"
 
 
+def test_private_key_is_never_plain(stacks):
+    from carecircle.stackfiles import FAKE_SECRETS
+
+    key = FAKE_SECRETS["carecircle:gatewayTlsKey"]
+    prod = stacks["prod"]
+    everything = json.dumps([r.inputs for r in prod.resources], default=str)
+    assert key in everything  # the key does reach the gateway...
+    plain = json.dumps([{k: v for k, v in r.inputs.items() if k not in r.secret_inputs} for r in prod.resources], default=str)
+    assert key not in plain and key not in json.dumps(prod.outputs)  # ...only inside secret inputs
+
+
 def test_stack_outputs(stacks):
     dev = stacks["dev"].outputs
     assert dev["gatewayUrl"] == "http://localhost:8080"
     assert sorted(dev["containers"]) == sorted(stacks["dev"].containers)
     assert dev["networks"] == ["carecircle-dev-edge", "carecircle-dev-backend"]
     assert sorted(dev["volumes"]) == [f"carecircle-dev-{s}-data" for s in ("postgres", "rabbitmq", "redis")]
-    assert stacks["prod"].outputs["gatewayUrl"] == "https://app.carecircle.example"
+    assert stacks["prod"].outputs["gatewayUrl"] == "https://api.carecircle.example"
     assert not stacks["prod"].secret_outputs and not stacks["dev"].secret_outputs
 
 

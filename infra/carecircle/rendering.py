@@ -16,6 +16,16 @@ from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 HEALTH_PATHS = ("/health", "/ready", "/live")
+WORKER_CONNECTIONS = 4096
+# Below Node's default keepAliveTimeout (5 s): nginx drops an idle connection before Node does.
+UPSTREAM_KEEPALIVE_TIMEOUT = "4s"
+# Mozilla's intermediate cipher list (TLS 1.2; TLS 1.3 suites are not set by ssl_ciphers).
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+TLS_PROTOCOLS = {"modern": "TLSv1.3", "intermediate": "TLSv1.2 TLSv1.3"}
 
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -63,7 +73,9 @@ def render_nginx_conf(
     missing = {route.service for route in settings.gateway_routes} - set(upstreams)
     if missing or not upstreams.get("api"):
         raise ValueError(f"no upstream servers for {sorted(missing) or ['api']}")
+    https_port = settings.gateway_https_port
     return _environment.get_template("nginx.conf.j2").render(
+        g=settings,
         stack=settings.stack,
         environment=settings.environment,
         server_name=settings.gateway_server_name,
@@ -73,4 +85,11 @@ def render_nginx_conf(
         ports=ports,
         paths=paths,
         tls=tls_files if settings.gateway_tls else None,
+        tls_protocols=TLS_PROTOCOLS[settings.gateway_tls_profile],
+        tls_ciphers=INTERMEDIATE_CIPHERS,
+        https_port_suffix="" if https_port == 443 else f":{https_port}",
+        worker_connections=WORKER_CONNECTIONS,
+        upstream_keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
+        # Each replica at most once per request.
+        upstream_tries=max(len(servers) for servers in upstreams.values()),
     )

@@ -8,9 +8,10 @@ problem, type errors and cross-field rules alike, is reported in one pass with i
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -44,6 +45,9 @@ SQL_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DURATION = re.compile(r"^[1-9][0-9]*[smhd]$")
 LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
 CPUS = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?)$")
+NGINX_TIME = re.compile(r"^[1-9][0-9]*(ms|s|m|h)$")
+NGINX_SIZE = re.compile(r"^[1-9][0-9]*[km]?$")
+CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
 ROUTE_PATH = re.compile(r"^/(?:[A-Za-z0-9._~-]+/)*$")
 URL_SCHEMES = {
     "database_url": ("postgres://", "postgresql://"),
@@ -222,6 +226,33 @@ class Settings(BaseModel):
     gateway_tls_key_path: Optional[str] = _key(
         "Path of the private key on the Docker host (mounted read-only).", "/etc/carecircle/tls/privkey.pem", default=None
     )
+    gateway_tls_profile: Literal["modern", "intermediate"] = _key(
+        "Mozilla TLS profile: modern (TLS 1.3 only) or intermediate (TLS 1.2 + 1.3).", "intermediate"
+    )
+    gateway_hsts_max_age: int = _key("Strict-Transport-Security max-age in seconds (TLS only).", 63072000, ge=0)
+    gateway_rate_limit_per_second: int = _key("Requests per second per client IP.", 10, ge=1)
+    gateway_rate_limit_burst: int = _key("Requests a client may send above the rate before getting 429.", 20, ge=0)
+    gateway_rate_limit_allowlist: list[str] = _key(
+        "CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"]
+    )
+    gateway_trusted_proxies: list[str] = _key(
+        "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed (e.g. a load balancer).",
+        ["10.0.0.0/8"],
+    )
+    gateway_client_max_body_size: str = _key("Largest request body (413 above it), e.g. 1m.", "1m")
+    gateway_client_header_timeout: str = _key("Time to receive the request headers.", "10s")
+    gateway_client_body_timeout: str = _key("Time between two reads of the request body.", "10s")
+    gateway_proxy_connect_timeout: str = _key("Time to connect to an api replica.", "3s")
+    gateway_proxy_read_timeout: str = _key("Time between two reads from an api replica (also WebSocket idle).", "60s")
+    gateway_upstream_max_fails: int = _key("Failures within gatewayUpstreamFailTimeout that take a replica out.", 3, ge=1)
+    gateway_upstream_fail_timeout: str = _key("Window for max fails, and how long a failed replica stays out.", "10s")
+    gateway_cors_origins: list[str] = _key(
+        "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).",
+        ["https://app.carecircle.example"],
+    )
+    gateway_cors_allow_credentials: bool = _key(
+        "Send Access-Control-Allow-Credentials to allowed origins (the origin is echoed, never *).", False
+    )
 
     # ---- single-field rules -------------------------------------------------------------
 
@@ -304,6 +335,57 @@ class Settings(BaseModel):
     def _non_empty_command(cls, value: Optional[list[str]]) -> Optional[list[str]]:
         if value is not None and (not value or not all(value)):
             raise rule("must be a non-empty list of non-empty strings", '["node","dist/worker.js"]')
+        return value
+
+    @field_validator(
+        "gateway_client_header_timeout", "gateway_client_body_timeout", "gateway_proxy_connect_timeout",
+        "gateway_proxy_read_timeout", "gateway_upstream_fail_timeout",
+    )
+    @classmethod
+    def _nginx_time(cls, value: str) -> str:
+        if not NGINX_TIME.match(value):
+            raise rule("must be an nginx time such as 500ms, 10s or 1m", "10s")
+        return value
+
+    @field_validator("gateway_client_max_body_size")
+    @classmethod
+    def _nginx_size(cls, value: str) -> str:
+        if not NGINX_SIZE.match(value):
+            raise rule("must be an nginx size such as 512k or 1m", "1m")
+        return value
+
+    @field_validator("gateway_rate_limit_allowlist", "gateway_trusted_proxies")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError:
+                raise rule(f"{value!r} is not a CIDR such as 10.0.0.0/8 (host bits unset)", '["10.0.0.0/8"]') from None
+        return values
+
+    @field_validator("gateway_cors_origins")
+    @classmethod
+    def _cors_origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value.startswith("~"):
+                if not (value.startswith("~^https?://") or value.startswith("~^https://")) or not value.endswith("$"):
+                    raise rule(f"pattern {value!r} must be anchored: start with ~^https:// and end with $", '["~^https://[a-z0-9-]+\\.carecircle\\.example$"]')
+                try:
+                    re.compile(value[1:])
+                except re.error:
+                    raise rule(f"pattern {value!r} is not a valid regular expression", '["https://app.carecircle.example"]') from None
+                if '"' in value or "'" in value or " " in value or ";" in value or "{" in value:
+                    raise rule(f"pattern {value!r} may not contain quotes, spaces, ';' or '{{'", '["https://app.carecircle.example"]')
+            elif not CORS_ORIGIN.match(value):
+                raise rule(f"{value!r} is not an origin such as https://app.carecircle.example (no path, no *)", '["https://app.carecircle.example"]')
+        return values
+
+    @field_validator("gateway_cors_allow_credentials")
+    @classmethod
+    def _credentials_need_origins(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("gateway_cors_origins"):
+            raise rule("credentials need an explicit list of origins in gatewayCorsOrigins", "false")
         return value
 
     @field_validator("gateway_routes")
@@ -492,7 +574,12 @@ def full_key(alias: str) -> str:
     return alias if ":" in alias else f"{NAMESPACE}:{alias}"
 
 
-_STRUCTURED = {"gatewayRoutes", "workersCommand"}
+def _is_list(annotation: Any) -> bool:
+    return get_origin(annotation) is list or any(get_origin(arg) is list for arg in get_args(annotation))
+
+
+# Lists reach the program as JSON text, like every structured value the CLI passes.
+_STRUCTURED = {field.alias for field in Settings.model_fields.values() if _is_list(field.annotation)}
 _ALIASES = {field.alias or name: name for name, field in Settings.model_fields.items()}
 _FIELD_ALIASES = {name: alias for alias, name in _ALIASES.items()}
 _SECRET_ALIASES = {Settings.model_fields[name].alias for name in SECRET_FIELDS}
