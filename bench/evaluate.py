@@ -24,7 +24,8 @@ import sys
 sys.path.insert(0, "infra")
 from carecircle.offline import evaluate_stack
 stack, replicas = sys.argv[1], sys.argv[2]
-overrides = {"carecircle:apiReplicas": int(replicas)} if replicas != "-" else None
+# A /22 edge subnet has fixed addresses for up to 248 replicas per pool.
+overrides = {"carecircle:apiBlueReplicas": int(replicas), "carecircle:edgeSubnet": "172.30.0.0/22"} if replicas != "-" else None
 evaluation = evaluate_stack(stack, overrides=overrides)
 print(len(evaluation.resources))
 """

@@ -16,7 +16,7 @@ from carecircle.offline import evaluate_stack
 from carecircle.settings import ConfigError
 from carecircle.stackfiles import REPO_ROOT, StackFileError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.split("\n\n")[0])
 
 
 def _fail(message: str) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
+import tarfile
+
 from carecircle.offline import DeclaredResource, Evaluation
 
 CONTAINER = "docker:index/container:Container"
+COMMAND = "command:local:Command"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 
@@ -38,3 +44,29 @@ def internal_networks(evaluation: Evaluation) -> dict[str, bool]:
 
 def parent_of(evaluation: Evaluation, resource: DeclaredResource) -> DeclaredResource:
     return evaluation.by_urn(resource.parent)
+
+
+def bundle_files(bundle: str) -> dict[str, str]:
+    """The files of a gateway configuration bundle (base64 tar), by path."""
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle))) as tar:
+        return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def decoded_texts(value) -> str:
+    """Every string inside value, plus its base64 decoding where it is base64: a secret must not
+    hide in a plain input merely by being encoded."""
+    texts = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            texts.append(item)
+            try:
+                texts.append(base64.b64decode(item, validate=True).decode("latin-1"))
+            except (binascii.Error, ValueError):
+                pass
+    return "\n".join(texts)

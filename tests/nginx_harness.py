@@ -189,7 +189,7 @@ def nginx_test(directory: Path, conf: Path) -> subprocess.CompletedProcess:
 
 @contextlib.contextmanager
 def running_gateway(directory: Path, settings: Settings, upstreams: list[str]) -> Iterator[RunningGateway]:
-    ports = GatewayPorts(http=free_port(), https=free_port())
+    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port())
     tls_files = make_certificate(directory, settings.gateway_server_name) if settings.gateway_tls else None
     conf = write_conf(directory, settings, upstreams, ports, tls_files)
     checked = nginx_test(directory, conf)

@@ -18,7 +18,7 @@ def test_offline_prints_each_resource_and_the_outputs():
     lines = result.stdout.splitlines()
     containers = [line for line in lines if line.startswith("docker:index/container:Container")]
     assert len(containers) == 7  # 3 api, 3 workers, gateway
-    assert any("carecircle-prod-gateway" in line and "secret inputs: uploads" in line for line in containers)
+    assert any(line.startswith("command:local:Command") and "secret inputs: stdin" in line for line in lines)
     assert "output gatewayUrl = https://api.carecircle.example" in lines
     for value in FAKE_SECRETS.values():
         assert value not in result.stdout

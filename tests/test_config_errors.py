@@ -26,9 +26,9 @@ def problem(error: ConfigError, key: str, path: str = ""):
 
 
 def test_prod_needs_two_api_replicas():
-    found = problem(config_error("prod", {"carecircle:apiReplicas": 1}), "carecircle:apiReplicas")
+    found = problem(config_error("prod", {"carecircle:apiBlueReplicas": 1}), "carecircle:apiBlueReplicas")
     assert "at least 2" in found.message
-    assert found.fix == "pulumi config set carecircle:apiReplicas 2 --stack prod"
+    assert found.fix == "pulumi config set carecircle:apiBlueReplicas 2 --stack prod"
 
 
 def test_staging_needs_tls():
@@ -38,9 +38,9 @@ def test_staging_needs_tls():
 
 @pytest.mark.parametrize("image", ["ghcr.io/carecircle/api:latest", "ghcr.io/carecircle/api"])
 def test_prod_images_must_be_pinned(image):
-    found = problem(config_error("prod", {"carecircle:apiImage": image}), "carecircle:apiImage")
+    found = problem(config_error("prod", {"carecircle:apiBlueImage": image}), "carecircle:apiBlueImage")
     assert "pinned" in found.message
-    assert found.fix.startswith("pulumi config set carecircle:apiImage 'ghcr.io/carecircle/api:<version>'")
+    assert found.fix.startswith("pulumi config set carecircle:apiBlueImage 'ghcr.io/carecircle/api:<version>'")
 
 
 def test_dev_may_use_an_unpinned_image():
@@ -48,7 +48,7 @@ def test_dev_may_use_an_unpinned_image():
 
 
 def test_prod_images_may_be_pinned_by_digest():
-    evaluate_stack("prod", overrides={"carecircle:apiImage": "ghcr.io/carecircle/api@sha256:" + "a" * 64})
+    evaluate_stack("prod", overrides={"carecircle:apiBlueImage": "ghcr.io/carecircle/api@sha256:" + "a" * 64})
 
 
 @pytest.mark.parametrize("key", ["carecircle:postgresHostPort", "carecircle:redisHostPort", "carecircle:rabbitmqManagementHostPort"])
@@ -88,7 +88,7 @@ def test_secret_key_stored_in_plain_text_is_refused():
     assert "x" * 40 not in str(error)
 
 
-@pytest.mark.parametrize("key, value", [("carecircle:apiReplicas", 0), ("carecircle:workersReplicas", -1)])
+@pytest.mark.parametrize("key, value", [("carecircle:apiBlueReplicas", 0), ("carecircle:workersReplicas", -1)])
 def test_replica_floors(key, value):
     problem(config_error("dev", {key: value}), key)
 
@@ -137,10 +137,10 @@ def test_build_context_is_dev_only():
 
 
 def test_every_problem_in_one_message():
-    error = config_error("prod", {"carecircle:apiReplicas": 1, "carecircle:gatewayTls": False, "carecircle:apiImage": "x:latest"})
+    error = config_error("prod", {"carecircle:apiBlueReplicas": 1, "carecircle:gatewayTls": False, "carecircle:apiBlueImage": "x:latest"})
     text = str(error)
     assert text.startswith("Invalid configuration for stack 'prod' (3 problems); nothing was declared.")
-    for key in ("carecircle:apiReplicas", "carecircle:gatewayTls", "carecircle:apiImage"):
+    for key in ("carecircle:apiBlueReplicas", "carecircle:gatewayTls", "carecircle:apiBlueImage"):
         assert key in text
     assert "Traceback" not in text
 

@@ -10,9 +10,10 @@ from carecircle.rendering import GatewayPorts
 def test_every_stack_config_passes_nginx_t(tmp_path, stack):
     settings = settings_for(stack)
     tls = make_certificate(tmp_path, settings.gateway_server_name) if settings.gateway_tls else None
-    ports = GatewayPorts(http=free_port(), https=free_port())
+    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port())
     # Upstream names pointed at 127.0.0.1, as many as the stack has replicas.
-    conf = write_conf(tmp_path, settings, [f"127.0.0.1:{3000 + i}" for i in range(settings.api_replicas)], ports, tls)
+    active = settings.api_replicas(settings.api_active_color)
+    conf = write_conf(tmp_path, settings, [f"127.0.0.1:{3000 + i}" for i in range(active)], ports, tls)
     result = nginx_test(tmp_path, conf)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -20,7 +21,7 @@ def test_every_stack_config_passes_nginx_t(tmp_path, stack):
 
 def test_nginx_t_rejects_a_broken_config(tmp_path):
     settings = settings_for("dev")
-    conf = write_conf(tmp_path, settings, ["127.0.0.1:3000"], GatewayPorts(free_port(), free_port()), None)
+    conf = write_conf(tmp_path, settings, ["127.0.0.1:3000"], GatewayPorts(free_port(), free_port(), free_port()), None)
     conf.write_text(conf.read_text().replace("proxy_pass http://api;", "proxy_pass http://api", 1))
     assert nginx_test(tmp_path, conf).returncode != 0
 
@@ -49,7 +50,7 @@ def test_strip_prefix_route_has_no_double_slash(tmp_path):
 
 def test_prod_spreads_requests_over_every_replica_over_https(tmp_path):
     settings = settings_for("prod", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
-    with stub_upstreams(settings.api_replicas) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+    with stub_upstreams(settings.api_replicas("blue")) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
         replicas = {gateway.echo("/api/ping", tls=True)["replica"] for _ in range(30)}
         assert replicas == {1, 2, 3}
         status, headers, _ = gateway.request("GET", "/api/ping?a=1")

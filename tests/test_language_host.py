@@ -58,12 +58,12 @@ def test_program_runs_from_infra_without_the_repository_root_on_sys_path():
     result = run_like_the_cli("prod")
     assert result.returncode == 0, result.stderr
     declared = json.loads(result.stdout)
-    assert "carecircle-prod-gateway" in declared and "carecircle-prod-api-3" in declared
+    assert "carecircle-prod-gateway" in declared and "carecircle-prod-api-blue-3" in declared
 
 
 def test_bad_config_under_the_cli_is_one_message_without_traceback():
-    result = run_like_the_cli("prod", {"carecircle:apiReplicas": "1"})
+    result = run_like_the_cli("prod", {"carecircle:apiBlueReplicas": "1"})
     assert result.returncode == 32
     assert "Traceback" not in result.stderr
-    assert "carecircle:apiReplicas" in result.stderr and "pulumi config set carecircle:apiReplicas 2 --stack prod" in result.stderr
+    assert "carecircle:apiBlueReplicas" in result.stderr and "pulumi config set carecircle:apiBlueReplicas 2 --stack prod" in result.stderr
     assert json.loads(result.stdout) == []

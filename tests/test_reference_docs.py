@@ -12,7 +12,7 @@ def test_config_reference_is_up_to_date():
 
 def test_reference_documents_every_key_and_marks_secrets():
     text = (REPO_ROOT / "docs" / "config-reference.md").read_text()
-    for key in ("carecircle:apiReplicas", "docker:host", "carecircle:gatewayRoutes"):
+    for key in ("carecircle:apiBlueReplicas", "docker:host", "carecircle:gatewayRoutes"):
         assert f"`{key}`" in text
     database_url = next(line for line in text.splitlines() if line.startswith("| `carecircle:databaseUrl`"))
     assert "| yes |" in database_url and "(secret)" in database_url

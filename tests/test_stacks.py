@@ -6,7 +6,7 @@ import json
 import pytest
 
 from carecircle.offline import evaluate_stack
-from helpers import CONTAINER, VOLUME, container, env, env_names, internal_networks, networks_of, parent_of, published
+from helpers import COMMAND, CONTAINER, VOLUME, bundle_files, container, decoded_texts, env, env_names, internal_networks, networks_of, parent_of, published
 
 API_ENV = {"NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET", "JWT_EXPIRES_IN"}
 WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_HEARTBEAT_FILE"}
@@ -14,7 +14,7 @@ WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_
 
 def test_dev_declares_every_service_as_a_local_container(stacks):
     assert sorted(stacks["dev"].containers) == [
-        "carecircle-dev-api-1",
+        "carecircle-dev-api-blue-1",
         "carecircle-dev-gateway",
         "carecircle-dev-postgres",
         "carecircle-dev-rabbitmq",
@@ -25,7 +25,7 @@ def test_dev_declares_every_service_as_a_local_container(stacks):
 
 @pytest.mark.parametrize("stack, api, workers", [("staging", 2, 2), ("prod", 3, 3)])
 def test_staging_and_prod_run_only_apps_and_gateway(stacks, stack, api, workers):
-    expected = [f"carecircle-{stack}-api-{i}" for i in range(1, api + 1)]
+    expected = [f"carecircle-{stack}-api-blue-{i}" for i in range(1, api + 1)]
     expected += [f"carecircle-{stack}-gateway"]
     expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
     assert sorted(stacks[stack].containers) == sorted(expected)
@@ -44,7 +44,7 @@ def test_networks_and_which_are_internal(stacks):
 def test_container_networks_in_dev(stacks):
     dev = stacks["dev"]
     assert networks_of(container(dev, "carecircle-dev-gateway")) == ["carecircle-dev-edge"]
-    assert networks_of(container(dev, "carecircle-dev-api-1")) == ["carecircle-dev-backend", "carecircle-dev-edge"]
+    assert networks_of(container(dev, "carecircle-dev-api-blue-1")) == ["carecircle-dev-backend", "carecircle-dev-edge"]
     assert networks_of(container(dev, "carecircle-dev-workers-1")) == ["carecircle-dev-backend"]
     for service in ("postgres", "redis", "rabbitmq"):
         assert networks_of(container(dev, f"carecircle-dev-{service}")) == ["carecircle-dev-backend"]
@@ -60,7 +60,7 @@ def test_dev_publishes_only_on_loopback(stacks):
     dev = stacks["dev"]
     exposed = {name: published(c) for name, c in dev.containers.items() if published(c)}
     assert exposed == {
-        "carecircle-dev-gateway": [("127.0.0.1", 8080, 8080)],
+        "carecircle-dev-gateway": [("127.0.0.1", 8080, 8080), ("127.0.0.1", 8081, 8081)],
         "carecircle-dev-postgres": [("127.0.0.1", 5432, 5432)],
         "carecircle-dev-redis": [("127.0.0.1", 6379, 6379)],
         "carecircle-dev-rabbitmq": [("127.0.0.1", 15672, 15672)],
@@ -70,7 +70,8 @@ def test_dev_publishes_only_on_loopback(stacks):
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_only_the_gateway_publishes_in_staging_and_prod(stacks, stack):
     exposed = {name: published(c) for name, c in stacks[stack].containers.items() if published(c)}
-    assert exposed == {f"carecircle-{stack}-gateway": [("0.0.0.0", 80, 8080), ("0.0.0.0", 443, 8443)]}
+    # The preview of the idle pool is on the host's loopback only.
+    assert exposed == {f"carecircle-{stack}-gateway": [("0.0.0.0", 80, 8080), ("0.0.0.0", 443, 8443), ("127.0.0.1", 8081, 8081)]}
 
 
 def test_dev_volumes_are_named_and_unprotected(stacks):
@@ -93,11 +94,11 @@ def test_data_volumes_are_protected_in_staging_and_prod(stack):
 
 def test_api_and_workers_environment(stacks):
     for stack, evaluation in stacks.items():
-        api = container(evaluation, f"carecircle-{stack}-api-1")
+        api = container(evaluation, f"carecircle-{stack}-api-blue-1")
         workers = container(evaluation, f"carecircle-{stack}-workers-1")
         assert env_names(api) == API_ENV
         assert env_names(workers) == WORKERS_ENV
-    dev_api = env(container(stacks["dev"], "carecircle-dev-api-1"))
+    dev_api = env(container(stacks["dev"], "carecircle-dev-api-blue-1"))
     assert dev_api["NODE_ENV"] == "development"
     assert dev_api["PORT"] == "3000"
     assert dev_api["DATABASE_URL"].startswith("postgresql://carecircle:")
@@ -105,7 +106,7 @@ def test_api_and_workers_environment(stacks):
     assert dev_api["REDIS_URL"].endswith("@carecircle-dev-redis:6379")
     assert dev_api["RABBITMQ_URL"].startswith("amqp://") and dev_api["RABBITMQ_URL"].endswith("@carecircle-dev-rabbitmq:5672")
     assert len(dev_api["JWT_SECRET"]) == 64
-    prod_api = env(container(stacks["prod"], "carecircle-prod-api-1"))
+    prod_api = env(container(stacks["prod"], "carecircle-prod-api-blue-1"))
     assert prod_api["NODE_ENV"] == "production"
     assert prod_api["DATABASE_URL"].startswith("postgresql://fake:")  # the stack's secret, faked offline
 
@@ -117,8 +118,8 @@ def test_secret_bearing_inputs_are_secret(stacks):
                 k in env_names(resource) for k in ("DATABASE_URL", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_DEFAULT_PASS")
             ):
                 assert "envs" in resource.secret_inputs, f"{stack}: envs of {name} are not secret"
-    prod_gateway = container(stacks["prod"], "carecircle-prod-gateway")
-    assert "uploads" in prod_gateway.secret_inputs  # holds the private key
+    prod_config = stacks["prod"].get(COMMAND, "gateway-config")
+    assert "stdin" in prod_config.secret_inputs  # the bundle holds the private key
 
 
 def _secret_values(evaluation):
@@ -144,12 +145,15 @@ def test_no_secret_in_plain_inputs_or_outputs(stacks):
 def test_private_key_is_never_plain(stacks):
     from carecircle.stackfiles import FAKE_SECRETS
 
-    key = json.dumps(FAKE_SECRETS["carecircle:gatewayTlsKey"])[1:-1]  # as it appears in JSON text
+    key = FAKE_SECRETS["carecircle:gatewayTlsKey"]
     prod = stacks["prod"]
-    everything = json.dumps([r.inputs for r in prod.resources], default=str)
-    assert key in everything  # the key does reach the gateway...
-    plain = json.dumps([{k: v for k, v in r.inputs.items() if k not in r.secret_inputs} for r in prod.resources], default=str)
-    assert key not in plain and key not in json.dumps(prod.outputs)  # ...only inside secret inputs
+    config = prod.get(COMMAND, "gateway-config")
+    assert key in bundle_files(config.inputs["stdin"]).values()  # the key does reach the gateway...
+    assert "stdin" in config.secret_inputs  # ...only inside a secret input
+    for resource in prod.resources:
+        for name, value in resource.inputs.items():
+            if name not in resource.secret_inputs:
+                assert key not in json.dumps(value, default=str) and key not in decoded_texts(value), (resource.name, name)
 
 
 def test_stack_outputs(stacks):
@@ -165,7 +169,7 @@ def test_stack_outputs(stacks):
 def test_replicas_images_and_limits(stacks):
     prod = stacks["prod"]
     for i in (1, 2, 3):
-        api = container(prod, f"carecircle-prod-api-{i}")
+        api = container(prod, f"carecircle-prod-api-blue-{i}")
         assert api.inputs["image"] == "ghcr.io/carecircle/api:1.0.0"
         assert api.inputs["memory"] == 1024 and api.inputs["cpus"] == "1.0"
         workers = container(prod, f"carecircle-prod-workers-{i}")
@@ -181,11 +185,12 @@ def test_dev_builds_app_images_from_this_repository(stacks):
     from conftest import REPO_ROOT
 
     dev = stacks["dev"]
-    image = dev.get("docker:index/image:Image", "api-image")
+    assert [r.name for r in dev.of_type("docker:index/image:Image")] == ["image-dev-stub-app"]  # built once
+    image = dev.get("docker:index/image:Image", "image-dev-stub-app")
     context = image.inputs["build"]["context"]
     assert (REPO_ROOT / context / "Dockerfile").is_file()
     assert image.inputs["skipPush"] is True
-    assert container(dev, "carecircle-dev-api-1").inputs["image"].startswith("sha256:")  # the built image id
+    assert container(dev, "carecircle-dev-api-blue-1").inputs["image"].startswith("sha256:")  # the built image id
     assert container(dev, "carecircle-dev-workers-1").inputs["command"] == ["node", "worker.js"]
 
 
@@ -204,25 +209,25 @@ def test_healthchecks_probe_the_real_service(stacks):
     redis_check = container(dev, "carecircle-dev-redis").inputs["healthcheck"]["tests"][1]
     assert "redis-cli" in redis_check and '-a "$REDIS_PASSWORD"' in redis_check and "ping" in redis_check
     assert container(dev, "carecircle-dev-rabbitmq").inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
-    api_check = container(dev, "carecircle-dev-api-1").inputs["healthcheck"]["tests"]
+    api_check = container(dev, "carecircle-dev-api-blue-1").inputs["healthcheck"]["tests"]
     assert api_check[:3] == ["CMD", "node", "-e"] and "http://127.0.0.1:3000/health" in api_check[3]
     gateway_check = container(dev, "carecircle-dev-gateway").inputs["healthcheck"]["tests"][1]
     assert "/_gateway/health" in gateway_check
 
 
-def test_api_waits_healthy_before_the_gateway_starts(stacks):
+def test_api_waits_healthy_before_the_gateway_routes_to_it(stacks):
     prod = stacks["prod"]
-    gateway = container(prod, "carecircle-prod-gateway")
+    config = prod.get(COMMAND, "gateway-config")
     api_urns = {r.urn for name, r in prod.containers.items() if "-api-" in name}
-    assert api_urns <= set(gateway.dependencies)
-    assert all(prod.containers[f"carecircle-prod-api-{i}"].inputs["wait"] for i in (1, 2, 3))
+    assert api_urns and api_urns <= set(config.dependencies)
+    assert all(prod.containers[f"carecircle-prod-api-blue-{i}"].inputs["wait"] for i in (1, 2, 3))
 
 
 def test_components_parent_their_children(stacks):
     dev = stacks["dev"]
     expected = {
         "carecircle-dev-postgres": "carecircle:data:DataService",
-        "carecircle-dev-api-1": "carecircle:app:AppService",
+        "carecircle-dev-api-blue-1": "carecircle:app:AppService",
         "carecircle-dev-gateway": "carecircle:gateway:Gateway",
     }
     for name, component in expected.items():
@@ -239,10 +244,24 @@ def test_secret_passwords_are_generated_with_random(stacks):
     assert dev.get("random:index/randomString:RandomString", "rabbitmq-user")
 
 
-def test_prod_gateway_ships_config_and_pem_certificate(stacks):
-    uploads = {u["file"]: u["content"] for u in container(stacks["prod"], "carecircle-prod-gateway").inputs["uploads"]}
-    assert set(uploads) == {"/etc/nginx/nginx.conf", "/etc/nginx/tls/fullchain.pem", "/etc/nginx/tls/privkey.pem"}
-    assert "server carecircle-prod-api-3:3000" in uploads["/etc/nginx/nginx.conf"]
+def test_prod_gateway_config_is_applied_to_the_running_container(stacks):
+    prod = stacks["prod"]
+    gateway = container(prod, "carecircle-prod-gateway")
+    # The container holds only the constant bootstrap: configuration changes never replace it.
+    assert [u["file"] for u in gateway.inputs["uploads"]] == ["/etc/nginx/carecircle/active.conf"]
+    assert "_gateway/health" in gateway.inputs["uploads"][0]["content"]
+    assert gateway.inputs["command"] == ["nginx", "-c", "/etc/nginx/carecircle/active.conf", "-g", "daemon off;"]
+    config = prod.get(COMMAND, "gateway-config")
+    assert config.inputs["create"].startswith("docker exec -i carecircle-prod-gateway sh -c ")
+    assert "nginx -t" in config.inputs["create"] and "nginx -s reload" in config.inputs["create"]
+    assert config.inputs["environment"]["DOCKER_HOST"] == "ssh://deploy@prod.docker.carecircle.example"
+    files = bundle_files(config.inputs["stdin"])
+    conf = files["next.conf"]
+    for address in ("172.30.0.16", "172.30.0.17", "172.30.0.18"):  # the blue pool's fixed addresses
+        assert f"server {address}:3000 " in conf
+    tls = sorted(name for name in files if name.startswith("tls/"))
+    assert [name.rsplit("/", 1)[1] for name in tls] == ["fullchain.pem", "privkey.pem"]
+    assert f"ssl_certificate_key /etc/nginx/carecircle/{tls[1]};" in conf
 
 
 def test_staging_gateway_mounts_certificate_from_the_host(stacks):
@@ -257,7 +276,7 @@ def test_staging_gateway_mounts_certificate_from_the_host(stacks):
 def test_jwt_secret_from_config_replaces_the_generated_one():
     supplied = "s" * 40
     evaluation = evaluate_stack("dev", secrets={"carecircle:jwtSecret": supplied})
-    assert env(container(evaluation, "carecircle-dev-api-1"))["JWT_SECRET"] == supplied
+    assert env(container(evaluation, "carecircle-dev-api-blue-1"))["JWT_SECRET"] == supplied
     assert not [r for r in evaluation.of_type("random:index/randomPassword:RandomPassword") if r.name == "jwt-secret"]
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import re
+
 import pulumi
+import pulumi_docker as docker
 import pulumi_random as random
 
 from .components.app_service import AppService, AppServiceArgs
@@ -17,10 +20,10 @@ from .components.data_service import (
     rabbitmq_kind,
     redis_kind,
 )
-from .components.gateway import Gateway, GatewayArgs, TlsHostPaths, TlsPem
+from .components.gateway import Gateway, GatewayArgs, TlsHostPaths
 from .components.network import Networks, NetworksArgs
-from .rendering import render_nginx_conf
-from .settings import Settings, load_settings
+from .rendering import NginxPaths, gateway_bundle, render_nginx_conf, shipped_tls_files
+from .settings import COLORS, Settings, load_settings
 
 
 def _secret(value: Any) -> Optional[pulumi.Output[str]]:
@@ -50,6 +53,8 @@ def declare(settings: Settings) -> dict[str, Any]:
     )
     networks = Networks("networks", NetworksArgs(
         edge_name=settings.docker_name("edge"),
+        edge_subnet=settings.edge_subnet,
+        edge_dynamic_range=settings.edge_dynamic_range,
         backend_name=settings.docker_name("backend"),
         egress_name=settings.docker_name("egress") if settings.needs_egress else None,
         labels={"com.carecircle.stack": settings.stack, "com.carecircle.environment": settings.environment},
@@ -96,28 +101,49 @@ def declare(settings: Settings) -> dict[str, Any]:
     egress = [networks.egress.name] if networks.egress else []
     data_containers = [service.container for service in data_services.values()]
 
-    api_names = [settings.docker_name("api", str(i)) for i in range(1, settings.api_replicas + 1)]
-    api = AppService("api", AppServiceArgs(
-        role="api",
-        container_names=api_names,
-        image=settings.api_image,
-        build_context=settings.api_build_context,
-        local_image_name=f"{settings.docker_name('api')}:local",
-        command=None,
-        envs=pulumi.Output.secret(pulumi.Output.all(*api_env)),
-        networks=[networks.edge.name, networks.backend.name],
-        health_test=api_health_test(settings),
-        memory_mb=settings.api_memory_mb,
-        cpus=settings.api_cpus,
-        runtime=runtime,
-        wait_healthy=True,
-    ), pulumi.ResourceOptions(depends_on=data_containers))
+    built: dict[str, docker.Image] = {}
+
+    def image_for(configured: Optional[str], build_context: Optional[str]) -> pulumi.Input[str]:
+        """A registry image as configured, or (dev) the image built from a directory of this repo;
+        one build per directory, shared by every service that names it."""
+        if build_context is None:
+            return configured  # type: ignore[return-value]
+        if build_context not in built:
+            slug = re.sub(r"[^a-z0-9]+", "-", build_context.lower()).strip("-")
+            built[build_context] = docker.Image(
+                f"image-{slug}",
+                image_name=f"{settings.docker_name(slug)}:local",
+                build=docker.DockerBuildArgs(context=build_context),
+                skip_push=True,
+            )
+        # repo_digest is the local image id when not pushed: a rebuild changes it, and the
+        # containers follow.
+        return built[build_context].repo_digest
+
+    api_envs = pulumi.Output.secret(pulumi.Output.all(*api_env))
+    pools: dict[str, AppService] = {}
+    for color in COLORS:
+        pools[color] = AppService(f"api-{color}", AppServiceArgs(
+            role="api",
+            container_names=settings.api_container_names(color),
+            image=image_for(settings.api_image(color), settings.api_build_context),
+            command=None,
+            envs=api_envs,
+            networks=[networks.edge.name, networks.backend.name],
+            addresses=settings.api_addresses(color),
+            labels={"com.carecircle.color": color},
+            health_test=api_health_test(settings),
+            memory_mb=settings.api_memory_mb,
+            cpus=settings.api_cpus,
+            runtime=runtime,
+            stop_grace_seconds=settings.api_shutdown_grace_seconds,
+            wait_healthy=True,
+        ), pulumi.ResourceOptions(depends_on=data_containers))
+    api_containers = [c for color in COLORS for c in pools[color].containers]
     workers = AppService("workers", AppServiceArgs(
         role="workers",
         container_names=[settings.docker_name("workers", str(i)) for i in range(1, settings.workers_replicas + 1)],
-        image=settings.workers_image,
-        build_context=settings.workers_build_context,
-        local_image_name=f"{settings.docker_name('workers')}:local",
+        image=image_for(settings.workers_image, settings.workers_build_context),
         command=settings.workers_command,
         envs=pulumi.Output.secret(pulumi.Output.all(*workers_env)),
         networks=[networks.backend.name, *egress],
@@ -125,33 +151,58 @@ def declare(settings: Settings) -> dict[str, Any]:
         memory_mb=settings.workers_memory_mb,
         cpus=settings.workers_cpus,
         runtime=runtime,
+        stop_grace_seconds=settings.workers_shutdown_grace_seconds,
         wait_healthy=False,
     ), pulumi.ResourceOptions(depends_on=data_containers))
 
-    tls: Optional[TlsPem | TlsHostPaths] = None
+    tls_host_paths = None
     if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
-        tls = TlsHostPaths(certificate=settings.gateway_tls_certificate_path, key=settings.gateway_tls_key_path)
-    elif settings.gateway_tls:
-        tls = TlsPem(certificate=_secret(settings.gateway_tls_certificate), key=_secret(settings.gateway_tls_key))  # type: ignore[arg-type]
+        tls_host_paths = TlsHostPaths(certificate=settings.gateway_tls_certificate_path, key=settings.gateway_tls_key_path)
     gateway = Gateway("gateway", GatewayArgs(
         container_name=settings.docker_name("gateway"),
         image=settings.gateway_image,
         edge_network=networks.edge.name,
-        nginx_conf=render_nginx_conf(settings, {"api": [f"{name}:{settings.api_port}" for name in api_names]}),
+        bundle=gateway_bundle_output(settings),
         bind_address=settings.gateway_bind_address,
         http_port=settings.gateway_http_port,
         https_port=settings.gateway_https_port if settings.gateway_tls else None,
-        tls=tls,
+        preview_port=settings.gateway_preview_port,
+        tls_host_paths=tls_host_paths,
         runtime=runtime,
-        upstream_containers=api.containers,
+        docker_host=settings.docker_host,
+        upstream_containers=api_containers,
     ))
 
     return {
         "gatewayUrl": gateway_url(settings),
-        "containers": [c.name for c in [*data_containers, *api.containers, *workers.containers, gateway.container]],
+        "containers": [c.name for c in [*data_containers, *api_containers, *workers.containers, gateway.container]],
+        "activeColor": settings.api_active_color,
         "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],
         "volumes": [service.volume.name for service in data_services.values()],
     }
+
+
+def upstreams(settings: Settings) -> dict[str, list[str]]:
+    """The gateway's upstreams: the active pool, and the idle one for the preview listener."""
+    return {
+        "api": [f"{address}:{settings.api_port}" for address in settings.api_addresses(settings.api_active_color)],
+        "api_idle": [f"{address}:{settings.api_port}" for address in settings.api_addresses(settings.idle_color)],
+    }
+
+
+def gateway_bundle_output(settings: Settings) -> pulumi.Output[str]:
+    """The gateway configuration bundle; a PEM certificate travels in it, so then it is secret."""
+    paths = NginxPaths()
+    if not settings.gateway_tls or settings.gateway_tls_certificate_path:
+        return pulumi.Output.from_input(gateway_bundle(paths, render_nginx_conf(settings, upstreams(settings))))
+
+    def bundle(certificate: str, key: str) -> str:
+        tls = shipped_tls_files(paths, certificate, key)
+        conf = render_nginx_conf(settings, upstreams(settings), tls_files=tls)
+        return gateway_bundle(paths, conf, {tls.certificate: certificate, tls.key: key})
+
+    pem = pulumi.Output.all(_secret(settings.gateway_tls_certificate), _secret(settings.gateway_tls_key))
+    return pulumi.Output.secret(pem.apply(lambda values: bundle(*values)))
 
 
 def gateway_url(settings: Settings) -> str:

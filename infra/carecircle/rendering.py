@@ -1,11 +1,17 @@
 """Pure rendering of the gateway's nginx configuration from settings.
 
-Upstream servers are passed in as data, so tests can point them at local stubs and the program
-at the api containers' names on the edge network.
+Upstream servers are passed in as data, so tests can point them at local stubs and the program at
+the api pools' fixed addresses on the edge network. The files are shipped as a bundle (a base64 tar)
+that `templates/gateway-apply.sh` unpacks, tests with `nginx -t` and loads with a graceful reload,
+so a configuration change never replaces the gateway container.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -43,14 +49,20 @@ class GatewayPorts:
 
     http: int = 8080
     https: int = 8443
+    preview: int = 8081  # the idle pool, for verifying a release before the switch
 
 
 @dataclass(frozen=True)
 class NginxPaths:
-    """Where nginx keeps its pid/temp files and writes the access log."""
+    """Where nginx keeps its pid/temp files, writes the access log and keeps the shipped files."""
 
-    runtime_dir: str = "/tmp/nginx"
+    runtime_dir: str = "/tmp"
     access_log: str = "/dev/stdout"
+    config_dir: str = "/etc/nginx/carecircle"
+
+    @property
+    def active_conf(self) -> str:
+        return f"{self.config_dir}/active.conf"
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,36 @@ class TlsFiles:
     key: str
 
 
-CONTAINER_TLS = TlsFiles(certificate="/etc/nginx/tls/fullchain.pem", key="/etc/nginx/tls/privkey.pem")
+# Where a certificate kept on the Docker host is mounted (read-only) in the gateway container.
+HOST_MOUNTED_TLS = TlsFiles(certificate="/etc/nginx/tls/fullchain.pem", key="/etc/nginx/tls/privkey.pem")
+APPLY_SCRIPT = (TEMPLATES / "gateway-apply.sh").read_text()
+
+
+def shipped_tls_files(paths: NginxPaths, certificate: str, key: str) -> TlsFiles:
+    """Paths of a PEM certificate shipped in the bundle: a directory per certificate, so a new one is
+    tested beside the one in use and the old one is removed only after the reload."""
+    tls_id = hashlib.sha256((certificate + key).encode()).hexdigest()[:16]
+    return TlsFiles(certificate=f"{paths.config_dir}/tls/{tls_id}/fullchain.pem", key=f"{paths.config_dir}/tls/{tls_id}/privkey.pem")
+
+
+def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) -> str:
+    """The base64 tar gateway-apply.sh takes on stdin: `next.conf` plus `files` (absolute paths
+    under paths.config_dir). Deterministic, so an unchanged configuration is an unchanged input."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        entries = {"next.conf": conf, **{path.removeprefix(paths.config_dir + "/"): text for path, text in files.items()}}
+        for name, text in sorted(entries.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o600
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
+    """What the gateway container starts with, before its configuration is applied: health only.
+    It depends on nothing that changes, so it never forces the container to be replaced."""
+    return _environment.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths)
 
 
 def render_nginx_conf(
@@ -67,12 +108,14 @@ def render_nginx_conf(
     upstreams: Mapping[str, Sequence[str]],
     ports: GatewayPorts = GatewayPorts(),
     paths: NginxPaths = NginxPaths(),
-    tls_files: Optional[TlsFiles] = CONTAINER_TLS,
+    tls_files: Optional[TlsFiles] = HOST_MOUNTED_TLS,
 ) -> str:
-    """nginx.conf for the stack; `upstreams` maps a service name to its `host:port` servers."""
+    """nginx.conf for the stack. `upstreams` maps an upstream name to its `host:port` servers:
+    `api` is the active pool (required), `api_idle` the idle one (may be empty)."""
     missing = {route.service for route in settings.gateway_routes} - set(upstreams)
     if missing or not upstreams.get("api"):
         raise ValueError(f"no upstream servers for {sorted(missing) or ['api']}")
+    upstreams = {name: servers for name, servers in upstreams.items() if servers}
     https_port = settings.gateway_https_port
     return _environment.get_template("nginx.conf.j2").render(
         g=settings,
@@ -89,7 +132,9 @@ def render_nginx_conf(
         tls_ciphers=INTERMEDIATE_CIPHERS,
         https_port_suffix="" if https_port == 443 else f":{https_port}",
         worker_connections=WORKER_CONNECTIONS,
+        active_color=settings.api_active_color,
+        preview=settings.gateway_preview_port is not None,
         upstream_keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
         # Each replica at most once per request.
-        upstream_tries=max(len(servers) for servers in upstreams.values()),
+        upstream_tries=len(upstreams["api"]),
     )

@@ -29,6 +29,8 @@ NAMESPACE = "carecircle"
 DOCKER_HOST_KEY = "docker:host"
 
 Environment = Literal["dev", "staging", "prod"]
+Color = Literal["blue", "green"]
+COLORS: tuple[Color, Color] = ("blue", "green")
 DataServiceMode = Literal["container", "external"]
 STRICT_ENVIRONMENTS = ("staging", "prod")
 
@@ -55,6 +57,15 @@ URL_SCHEMES = {
     "rabbitmq_url": ("amqp://", "amqps://"),
 }
 MIN_JWT_SECRET = 32
+# The edge subnet's lower half holds the api pools' fixed addresses (from offset 16, blue then green),
+# the upper half is Docker's for everything else.
+EDGE_MAX_PREFIX = 25
+STATIC_OFFSET = 16
+
+
+def pool_capacity(edge_subnet: str) -> int:
+    """Fixed addresses available to each api pool in the edge subnet."""
+    return (ipaddress.IPv4Network(edge_subnet).num_addresses // 2 - STATIC_OFFSET) // 2
 
 
 def rule(message: str, fix: Any = None) -> PydanticCustomError:
@@ -135,11 +146,21 @@ class Settings(BaseModel):
     log_max_size: str = _key("json-file log rotation: size of one file (k, m or g).", "10m")
     log_max_files: int = _key("json-file log rotation: files kept per container.", 3, ge=1, le=100)
 
-    api_image: Optional[str] = _key("API image, registry/name:tag or @sha256 digest.", "ghcr.io/carecircle/api:1.4.2", default=None)
-    api_build_context: Optional[str] = _key(
-        "dev only: build the API image from this directory of the repository instead.", "dev/stub-app", default=None
+    edge_subnet: str = _key(
+        "IPv4 subnet of the edge network; api containers get fixed addresses in its lower half.", "172.30.0.0/24"
     )
-    api_replicas: int = _key("Number of API containers (>= 2 in staging/prod).", 2)
+    # Blue-green: two api pools; the gateway sends traffic to the active one only.
+    api_active_color: Color = _key("The api pool that receives traffic: blue or green.", "blue")
+    api_blue_image: Optional[str] = _key("Image of the blue api pool (registry/name:tag or @sha256 digest).", "ghcr.io/carecircle/api:1.4.2", default=None)
+    api_green_image: Optional[str] = _key("Image of the green api pool.", "ghcr.io/carecircle/api:1.4.3", default=None)
+    api_blue_replicas: int = _key("Containers in the blue pool (>= 2 when active in staging/prod; 0 scales it away).", 2)
+    api_green_replicas: int = _key("Containers in the green pool (>= 2 when active in staging/prod; 0 scales it away).", 0)
+    api_build_context: Optional[str] = _key(
+        "dev only: build the api image from this directory of the repository, for both pools.", "dev/stub-app", default=None
+    )
+    api_shutdown_grace_seconds: int = _key(
+        "Seconds an api container gets after SIGTERM to finish in-flight requests before it is killed.", 30, ge=1
+    )
     api_port: int = _key("Port the API listens on inside its container (PORT).", 3000)
     api_health_path: str = _key("API health endpoint used by the healthcheck.", "/health")
     api_memory_mb: int = _key("Memory limit of each API container, in MB.", 512, ge=64)
@@ -155,6 +176,9 @@ class Settings(BaseModel):
     workers_replicas: int = _key("Number of BullMQ worker containers (0 stops them).", 1)
     workers_memory_mb: int = _key("Memory limit of each worker container, in MB.", 512, ge=64)
     workers_cpus: str = _key("CPU limit of each worker container.", "1.0")
+    workers_shutdown_grace_seconds: int = _key(
+        "Seconds a worker gets after SIGTERM to finish its in-flight jobs before it is killed.", 120, ge=1
+    )
     workers_heartbeat_file: str = _key(
         "File each worker touches while healthy; the healthcheck fails once it is 30 s old.",
         "/tmp/worker-heartbeat",
@@ -205,6 +229,14 @@ class Settings(BaseModel):
     )
 
     gateway_image: str = _key("Nginx image of the gateway.", "nginx:1.27-alpine")
+    gateway_preview_port: Optional[int] = _key(
+        "Host port on 127.0.0.1 where the gateway serves the idle api pool, to verify a release before the switch.",
+        8081,
+        default=None,
+    )
+    gateway_worker_shutdown_timeout: str = _key(
+        "After a reload, how long old nginx workers may finish in-flight requests (and WebSockets).", "30s"
+    )
     gateway_bind_address: str = _key("Host address the gateway publishes on (127.0.0.1 in dev).", "0.0.0.0")
     gateway_http_port: int = _key("Host port for HTTP.", 80)
     gateway_https_port: int = _key("Host port for HTTPS (used when gatewayTls is true).", 443)
@@ -339,7 +371,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "gateway_client_header_timeout", "gateway_client_body_timeout", "gateway_proxy_connect_timeout",
-        "gateway_proxy_read_timeout", "gateway_upstream_fail_timeout",
+        "gateway_proxy_read_timeout", "gateway_upstream_fail_timeout", "gateway_worker_shutdown_timeout",
     )
     @classmethod
     def _nginx_time(cls, value: str) -> str:
@@ -411,7 +443,7 @@ class Settings(BaseModel):
             raise rule(f"{strict} deploys to a remote Docker host: set ssh://user@host", "ssh://deploy@docker-host.example")
         return value
 
-    @field_validator("api_image", "workers_image", "postgres_image", "redis_image", "rabbitmq_image", "gateway_image")
+    @field_validator("api_blue_image", "api_green_image", "workers_image", "postgres_image", "redis_image", "rabbitmq_image", "gateway_image")
     @classmethod
     def _image_reference(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
         if value is None:
@@ -437,14 +469,38 @@ class Settings(BaseModel):
             raise rule("must be a relative directory inside this repository", "dev/stub-app")
         return value
 
-    @field_validator("api_replicas")
+    @field_validator("api_blue_replicas", "api_green_replicas")
     @classmethod
     def _api_replicas(cls, value: int, info: ValidationInfo) -> int:
         strict = _strict(info)
-        if strict and value < 2:
-            raise rule(f"{strict} needs at least 2 API replicas so one can fail or restart", 2)
-        if value < 1:
-            raise rule("needs at least 1 API replica", 1)
+        active = info.field_name == f"api_{info.data.get('api_active_color')}_replicas"
+        if active and strict and value < 2:
+            raise rule(f"{strict} needs at least 2 replicas in the active pool so one can fail or restart", 2)
+        if active and value < 1:
+            raise rule("the active pool needs at least 1 replica", 1)
+        if value < 0:
+            raise rule("must be 0 or more", 0)
+        capacity = pool_capacity(info.data["edge_subnet"]) if "edge_subnet" in info.data else None
+        if capacity is not None and value > capacity:
+            raise rule(f"at most {capacity} replicas per pool fit the edgeSubnet's fixed addresses (a larger edgeSubnet holds more)", capacity)
+        return value
+
+    @field_validator("edge_subnet")
+    @classmethod
+    def _edge_subnet(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError:
+            raise rule("must be an IPv4 subnet such as 172.30.0.0/24 (host bits unset)", "172.30.0.0/24") from None
+        if not network.is_private or network.prefixlen > EDGE_MAX_PREFIX:
+            raise rule(f"must be a private subnet of /{EDGE_MAX_PREFIX} or larger", "172.30.0.0/24")
+        return value
+
+    @field_validator("gateway_preview_port")
+    @classmethod
+    def _preview_port(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and not 1 <= value <= 65535:
+            raise rule("must be a port number between 1 and 65535", 8081)
         return value
 
     @field_validator("workers_replicas")
@@ -496,6 +552,32 @@ class Settings(BaseModel):
         return "-".join([self.name_prefix, self.stack, *parts])
 
     @property
+    def idle_color(self) -> Color:
+        return "green" if self.api_active_color == "blue" else "blue"
+
+    def api_replicas(self, color: str) -> int:
+        return self.api_blue_replicas if color == "blue" else self.api_green_replicas
+
+    def api_image(self, color: str) -> Optional[str]:
+        return self.api_blue_image if color == "blue" else self.api_green_image
+
+    def api_container_names(self, color: str) -> list[str]:
+        return [self.docker_name("api", color, str(i)) for i in range(1, self.api_replicas(color) + 1)]
+
+    def api_addresses(self, color: str) -> list[str]:
+        """Fixed edge addresses of a pool: a replaced or restarted container keeps its address, so
+        the gateway, which resolves upstreams only at (re)load, never points at a stale one."""
+        network = ipaddress.IPv4Network(self.edge_subnet)
+        first = STATIC_OFFSET + (0 if color == "blue" else pool_capacity(self.edge_subnet))
+        return [str(network.network_address + first + i) for i in range(self.api_replicas(color))]
+
+    @property
+    def edge_dynamic_range(self) -> str:
+        """The upper half of the edge subnet, where Docker picks addresses for other containers."""
+        network = ipaddress.IPv4Network(self.edge_subnet)
+        return str(list(network.subnets(prefixlen_diff=1))[1])
+
+    @property
     def needs_egress(self) -> bool:
         """Workers reach managed data services over the internet only through a non-internal network."""
         return "external" in (self.postgres_mode, self.redis_mode, self.rabbitmq_mode)
@@ -509,12 +591,19 @@ def _line_error(alias: str, message: str, fix: Any = None) -> dict[str, Any]:
 def _cross_key_problems(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Key-pair rules, checked on the raw (aliased) input so they report even if other keys fail."""
     problems = []
-    for service in ("api", "workers"):
-        image, build = data.get(f"{service}Image"), data.get(f"{service}BuildContext")
-        if image is None and build is None:
-            problems.append(_line_error(f"{service}Image", f"set the {service} image (or, in dev only, {service}BuildContext)", "ghcr.io/carecircle/api:<version>"))
-        elif image is not None and build is not None:
-            problems.append(_line_error(f"{service}BuildContext", f"set either {service}Image or {service}BuildContext, not both", ""))
+    image, build = data.get("workersImage"), data.get("workersBuildContext")
+    if image is None and build is None:
+        problems.append(_line_error("workersImage", "set the workers image (or, in dev only, workersBuildContext)", "ghcr.io/carecircle/api:<version>"))
+    elif image is not None and build is not None:
+        problems.append(_line_error("workersBuildContext", "set either workersImage or workersBuildContext, not both", ""))
+    build = data.get("apiBuildContext")
+    for color in ("blue", "green"):
+        image_key = f"api{color.title()}Image"
+        runs = data.get("apiActiveColor") == color or str(data.get(f"api{color.title()}Replicas", "0")).strip() != "0"
+        if build is not None and data.get(image_key) is not None:
+            problems.append(_line_error(image_key, "apiBuildContext builds the image of both pools: remove one of them", ""))
+        elif build is None and data.get(image_key) is None and runs:
+            problems.append(_line_error(image_key, f"the {color} pool runs containers: set its image (or, in dev only, apiBuildContext)", "ghcr.io/carecircle/api:<version>"))
     for mode_key, url_key, example in (
         ("postgresMode", "databaseUrl", "postgresql://user:password@host/carecircle?sslmode=require"),
         ("redisMode", "redisUrl", "rediss://default:password@host:6379"),

@@ -1,5 +1,4 @@
-"""An app service: N identical containers of the api or the workers, from a registry image or,
-in dev, an image built from a directory of this repository."""
+"""An app service: N identical containers of one api pool or of the workers."""
 
 from __future__ import annotations
 
@@ -16,9 +15,7 @@ from .common import ContainerRuntime, healthcheck
 class AppServiceArgs:
     role: str  # "api" or "workers"
     container_names: Sequence[str]
-    image: Optional[str]
-    build_context: Optional[str]  # relative to the project directory, where Pulumi runs
-    local_image_name: str
+    image: pulumi.Input[str]
     command: Optional[list[str]]
     envs: pulumi.Input[Sequence[pulumi.Input[str]]]
     networks: Sequence[pulumi.Input[str]]
@@ -26,8 +23,14 @@ class AppServiceArgs:
     memory_mb: int
     cpus: str
     runtime: ContainerRuntime
-    # The api: create waits until the container is healthy, so the gateway never starts on a dead upstream.
+    # Seconds between SIGTERM and SIGKILL when a container is stopped or removed: in-flight requests
+    # (api) or jobs (workers) finish first.
+    stop_grace_seconds: int
+    # The api: create waits until the container is healthy, so nothing routes to a dead replica.
     wait_healthy: bool
+    # Fixed addresses on the first network, one per container (the api pools on the edge network).
+    addresses: Optional[Sequence[str]] = None
+    labels: Optional[dict[str, str]] = None
 
 
 class AppService(pulumi.ComponentResource):
@@ -36,37 +39,28 @@ class AppService(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:app:AppService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        image: pulumi.Input[str]
-        if args.build_context is not None:
-            built = docker.Image(
-                f"{name}-image",
-                image_name=args.local_image_name,
-                build=docker.DockerBuildArgs(context=args.build_context),
-                skip_push=True,
-                opts=child,
-            )
-            # repo_digest is the local image id when not pushed: a rebuild changes it, and the
-            # containers follow.
-            image = built.repo_digest
-        else:
-            image = args.image  # type: ignore[assignment]
-
-        self.containers = [
-            docker.Container(
-                f"{name}-{index}",
+        runtime_kwargs = args.runtime.container_kwargs(args.role, args.labels or {})
+        self.containers = []
+        for index, container_name in enumerate(args.container_names):
+            networks = [docker.ContainerNetworksAdvancedArgs(name=network) for network in args.networks]
+            if args.addresses is not None:
+                networks[0] = docker.ContainerNetworksAdvancedArgs(name=args.networks[0], ipv4_address=args.addresses[index])
+            self.containers.append(docker.Container(
+                f"{name}-{index + 1}",
                 name=container_name,
-                image=image,
+                image=args.image,
                 command=args.command,
                 envs=args.envs,
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network) for network in args.networks],
+                networks_advanced=networks,
                 healthcheck=healthcheck(args.health_test),
                 memory=args.memory_mb,
                 cpus=args.cpus,
+                stop_signal="SIGTERM",
+                stop_timeout=args.stop_grace_seconds,
+                destroy_grace_seconds=args.stop_grace_seconds,
                 wait=args.wait_healthy,
                 wait_timeout=120 if args.wait_healthy else None,
-                **args.runtime.container_kwargs(args.role),
+                **runtime_kwargs,
                 opts=child,
-            )
-            for index, container_name in enumerate(args.container_names, start=1)
-        ]
+            ))
         self.register_outputs({"containers": [c.name for c in self.containers]})

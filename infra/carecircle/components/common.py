@@ -22,16 +22,18 @@ class ContainerRuntime:
     log_max_size: str
     log_max_files: int
 
-    def container_kwargs(self, role: str) -> dict[str, Any]:
+    def container_kwargs(self, role: str, extra_labels: dict[str, str] = {}) -> dict[str, Any]:
+        labels = {
+            "com.carecircle.stack": self.stack,
+            "com.carecircle.environment": self.environment,
+            "com.carecircle.role": role,
+            **extra_labels,
+        }
         return {
             "restart": self.restart,
             "log_driver": "json-file",
             "log_opts": {"max-size": self.log_max_size, "max-file": str(self.log_max_files)},
-            "labels": [
-                docker.ContainerLabelArgs(label="com.carecircle.stack", value=self.stack),
-                docker.ContainerLabelArgs(label="com.carecircle.environment", value=self.environment),
-                docker.ContainerLabelArgs(label="com.carecircle.role", value=role),
-            ],
+            "labels": [docker.ContainerLabelArgs(label=k, value=v) for k, v in labels.items()],
         }
 
 

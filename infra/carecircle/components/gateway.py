@@ -1,23 +1,25 @@
-"""The nginx gateway: the only container that publishes ports in staging and prod."""
+"""The nginx gateway: the only container that publishes ports in staging and prod.
+
+The container is created once with a constant bootstrap configuration. The stack's configuration
+(routes, active pool, limits, CORS, certificates) is applied to the running container by a
+pulumi-command resource that pipes a bundle into `docker exec ... sh -c <gateway-apply.sh>`:
+`nginx -t`, swap, graceful reload. Changing the configuration therefore updates that command, never
+the container: no replacement, no restart, no dropped connection. The docker CLI reaches the same
+engine as the provider (DOCKER_HOST = docker:host, ssh:// included).
+"""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
-from ..rendering import CONTAINER_TLS, GatewayPorts
+from ..rendering import APPLY_SCRIPT, HOST_MOUNTED_TLS, GatewayPorts, NginxPaths, render_bootstrap_conf
 from .common import ContainerRuntime, healthcheck
-
-NGINX_CONF_PATH = "/etc/nginx/nginx.conf"
-
-
-@dataclass(frozen=True)
-class TlsPem:
-    certificate: pulumi.Output[str]
-    key: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -31,45 +33,53 @@ class GatewayArgs:
     container_name: str
     image: str
     edge_network: pulumi.Input[str]
-    nginx_conf: str
+    # The base64 tar gateway-apply.sh takes (secret when it holds a private key).
+    bundle: pulumi.Input[str]
     bind_address: str
     http_port: int
     https_port: Optional[int]  # None: TLS off
-    tls: Optional[TlsPem | TlsHostPaths]
+    preview_port: Optional[int]  # published on 127.0.0.1 only
+    tls_host_paths: Optional[TlsHostPaths]
     runtime: ContainerRuntime
-    upstream_containers: Sequence[pulumi.Resource]
+    docker_host: Optional[str]
+    # Applied only once these exist and are healthy (wait=True): a switch in the same `pulumi up`
+    # as a new pool never routes to containers that are still starting.
+    upstream_containers: Sequence[docker.Container]
     listen: GatewayPorts = GatewayPorts()
+    paths: NginxPaths = NginxPaths()
+
+
+def apply_command(container_name: str) -> str:
+    """The shell command the stack runs to apply a bundle (on stdin) to the running gateway."""
+    return f"docker exec -i {shlex.quote(container_name)} sh -c {shlex.quote(APPLY_SCRIPT)}"
 
 
 class Gateway(pulumi.ComponentResource):
     container: docker.Container
+    config: command.local.Command
 
     def __init__(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:gateway:Gateway", name, None, opts)
-        uploads = [docker.ContainerUploadArgs(file=NGINX_CONF_PATH, content=args.nginx_conf)]
-        volumes = []
-        if isinstance(args.tls, TlsPem):
-            # The contents are secret Outputs, so the whole uploads input is stored encrypted.
-            uploads += [
-                docker.ContainerUploadArgs(file=CONTAINER_TLS.certificate, content=args.tls.certificate),
-                docker.ContainerUploadArgs(file=CONTAINER_TLS.key, content=args.tls.key),
-            ]
-        elif isinstance(args.tls, TlsHostPaths):
+        volumes = None
+        if args.tls_host_paths is not None:
             volumes = [
-                docker.ContainerVolumeArgs(host_path=args.tls.certificate, container_path=CONTAINER_TLS.certificate, read_only=True),
-                docker.ContainerVolumeArgs(host_path=args.tls.key, container_path=CONTAINER_TLS.key, read_only=True),
+                docker.ContainerVolumeArgs(host_path=args.tls_host_paths.certificate, container_path=HOST_MOUNTED_TLS.certificate, read_only=True),
+                docker.ContainerVolumeArgs(host_path=args.tls_host_paths.key, container_path=HOST_MOUNTED_TLS.key, read_only=True),
             ]
         ports = [docker.ContainerPortArgs(internal=args.listen.http, external=args.http_port, ip=args.bind_address)]
         if args.https_port is not None:
             ports.append(docker.ContainerPortArgs(internal=args.listen.https, external=args.https_port, ip=args.bind_address))
+        if args.preview_port is not None:
+            ports.append(docker.ContainerPortArgs(internal=args.listen.preview, external=args.preview_port, ip="127.0.0.1"))
         self.container = docker.Container(
             f"{name}-container",
             name=args.container_name,
             image=args.image,
+            command=["nginx", "-c", args.paths.active_conf, "-g", "daemon off;"],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.edge_network)],
             ports=ports,
-            uploads=uploads,
-            volumes=volumes or None,
+            uploads=[docker.ContainerUploadArgs(file=args.paths.active_conf, content=render_bootstrap_conf(args.listen, args.paths))],
+            volumes=volumes,
             healthcheck=healthcheck(
                 ["CMD-SHELL", f"wget -q -O /dev/null http://127.0.0.1:{args.listen.http}/_gateway/health || exit 1"],
                 start_period="10s",
@@ -77,7 +87,19 @@ class Gateway(pulumi.ComponentResource):
             wait=True,
             wait_timeout=60,
             **args.runtime.container_kwargs("gateway"),
-            # nginx resolves upstream names when it starts: the api containers must exist first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.upstream_containers)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        environment = {"CARECIRCLE_GATEWAY": args.container_name}
+        if args.docker_host:
+            environment["DOCKER_HOST"] = args.docker_host
+        self.config = command.local.Command(
+            f"{name}-config",
+            create=apply_command(args.container_name),
+            stdin=args.bundle,
+            environment=environment,
+            # A new gateway container starts from the bootstrap: apply the configuration again. (A
+            # replaced api container keeps its fixed address, so it needs no reload.)
+            triggers=[self.container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, *args.upstream_containers]),
         )
         self.register_outputs({"container": self.container.name})
