@@ -115,7 +115,7 @@ def main() -> None:
             for label, settings in (("http", prod.model_copy(update={"gateway_tls": False})), ("https", prod)):
                 directory = work / f"gateway-{label}"
                 directory.mkdir()
-                ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port())
+                ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
                 tls = make_certificate(directory, "localhost") if settings.gateway_tls else None
                 conf = render_nginx_conf(settings, upstreams, ports=ports,
                                          paths=NginxPaths(runtime_dir=str(directory), access_log="/dev/null"), tls_files=tls)

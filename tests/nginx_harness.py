@@ -46,6 +46,7 @@ class _Echo(BaseHTTPRequestHandler):
         self.server.hits.append(self.command)  # type: ignore[attr-defined]
         status = self.server.status  # type: ignore[attr-defined]
         body = json.dumps({
+            "pool": self.server.pool,  # type: ignore[attr-defined]
             "replica": self.server.replica,  # type: ignore[attr-defined]
             "method": self.command,
             "path": self.path,
@@ -72,12 +73,18 @@ class StubUpstreams(list):
     servers: list[ThreadingHTTPServer]
 
 
+class _StubServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # socketserver's default backlog of 5 refuses connections under load
+
+
 @contextlib.contextmanager
-def stub_upstreams(count: int, statuses: Optional[dict[int, int]] = None) -> Iterator[StubUpstreams]:
-    """`count` echo replicas; `statuses` makes replica N answer every request with that status."""
+def stub_upstreams(count: int, statuses: Optional[dict[int, int]] = None, pool: str = "blue") -> Iterator[StubUpstreams]:
+    """`count` echo replicas of one pool; `statuses` makes replica N answer every request with that status."""
     servers = []
     for replica in range(1, count + 1):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+        server = _StubServer(("127.0.0.1", 0), _Echo)
+        server.pool = pool  # type: ignore[attr-defined]
         server.replica = replica  # type: ignore[attr-defined]
         server.status = (statuses or {}).get(replica, 200)  # type: ignore[attr-defined]
         server.hits = []  # type: ignore[attr-defined]
@@ -189,7 +196,7 @@ def nginx_test(directory: Path, conf: Path) -> subprocess.CompletedProcess:
 
 @contextlib.contextmanager
 def running_gateway(directory: Path, settings: Settings, upstreams: list[str]) -> Iterator[RunningGateway]:
-    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port())
+    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
     tls_files = make_certificate(directory, settings.gateway_server_name) if settings.gateway_tls else None
     conf = write_conf(directory, settings, upstreams, ports, tls_files)
     checked = nginx_test(directory, conf)

@@ -10,7 +10,7 @@ from carecircle.rendering import GatewayPorts
 def test_every_stack_config_passes_nginx_t(tmp_path, stack):
     settings = settings_for(stack)
     tls = make_certificate(tmp_path, settings.gateway_server_name) if settings.gateway_tls else None
-    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port())
+    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
     # Upstream names pointed at 127.0.0.1, as many as the stack has replicas.
     active = settings.api_replicas(settings.api_active_color)
     conf = write_conf(tmp_path, settings, [f"127.0.0.1:{3000 + i}" for i in range(active)], ports, tls)
@@ -21,7 +21,7 @@ def test_every_stack_config_passes_nginx_t(tmp_path, stack):
 
 def test_nginx_t_rejects_a_broken_config(tmp_path):
     settings = settings_for("dev")
-    conf = write_conf(tmp_path, settings, ["127.0.0.1:3000"], GatewayPorts(free_port(), free_port(), free_port()), None)
+    conf = write_conf(tmp_path, settings, ["127.0.0.1:3000"], GatewayPorts(free_port(), free_port(), free_port(), free_port()), None)
     conf.write_text(conf.read_text().replace("proxy_pass http://api;", "proxy_pass http://api", 1))
     assert nginx_test(tmp_path, conf).returncode != 0
 

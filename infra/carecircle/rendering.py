@@ -50,6 +50,7 @@ class GatewayPorts:
     http: int = 8080
     https: int = 8443
     preview: int = 8081  # the idle pool, for verifying a release before the switch
+    status: int = 8082  # loopback only: what the gateway serves, for the apply script
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class TlsFiles:
 # Where a certificate kept on the Docker host is mounted (read-only) in the gateway container.
 HOST_MOUNTED_TLS = TlsFiles(certificate="/etc/nginx/tls/fullchain.pem", key="/etc/nginx/tls/privkey.pem")
 APPLY_SCRIPT = (TEMPLATES / "gateway-apply.sh").read_text()
+CONFIG_ID_PLACEHOLDER = "@config-id@"
 
 
 def shipped_tls_files(paths: NginxPaths, certificate: str, key: str) -> TlsFiles:
@@ -117,7 +119,8 @@ def render_nginx_conf(
         raise ValueError(f"no upstream servers for {sorted(missing) or ['api']}")
     upstreams = {name: servers for name, servers in upstreams.items() if servers}
     https_port = settings.gateway_https_port
-    return _environment.get_template("nginx.conf.j2").render(
+    conf = _environment.get_template("nginx.conf.j2").render(
+        config_id=CONFIG_ID_PLACEHOLDER,
         g=settings,
         stack=settings.stack,
         environment=settings.environment,
@@ -138,3 +141,5 @@ def render_nginx_conf(
         # Each replica at most once per request.
         upstream_tries=len(upstreams["api"]),
     )
+    # The id names this exact file, so the apply script can tell when nginx serves it.
+    return conf.replace(CONFIG_ID_PLACEHOLDER, hashlib.sha256(conf.encode()).hexdigest()[:16])
