@@ -1,7 +1,7 @@
 """Offline tools for CareCircle's stacks; no Pulumi CLI, Docker or credentials needed.
 
     python infra/cli.py offline dev        what the dev stack declares, one line per resource
-    python infra/cli.py schema             write docs/config.schema.json and docs/config-reference.md
+    python infra/cli.py docs               regenerate the generated docs (config reference, schema, blast radius)
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def offline(stack: str = typer.Argument(..., help="Stack name: dev, staging, pro
 
 
 @app.command()
-def schema(check: bool = typer.Option(False, "--check", help="Fail if the committed files are stale instead of writing them.")) -> None:
-    """Write the settings' JSON Schema and the config reference under docs/."""
+def docs(check: bool = typer.Option(False, "--check", help="Fail if the committed files are stale instead of writing them.")) -> None:
+    """Regenerate docs/config.schema.json, docs/config-reference.md and the blast-radius table in docs/releases.md."""
     stale = []
     for path, content in reference.documents(REPO_ROOT).items():
         if check:
@@ -52,7 +52,7 @@ def schema(check: bool = typer.Option(False, "--check", help="Fail if the commit
             path.write_text(content)
             typer.echo(f"wrote {path.relative_to(REPO_ROOT)}")
     if stale:
-        _fail(f"stale: {', '.join(map(str, stale))}; run: python infra/cli.py schema")
+        _fail(f"stale: {', '.join(map(str, stale))}; run: python infra/cli.py docs")
 
 
 if __name__ == "__main__":

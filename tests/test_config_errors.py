@@ -159,6 +159,42 @@ def test_gateway_settings_are_checked(key, value, words):
     assert words in problem(config_error("staging", {key: value}), key).message
 
 
+def test_switching_to_a_pool_without_an_image_is_refused():
+    found = problem(config_error("prod", {"carecircle:apiActiveColor": "green"}), "carecircle:apiGreenImage")
+    assert "green pool runs containers" in found.message
+    # and the (now active) green pool needs its replicas too
+    assert "at least 2" in problem(config_error("prod", {"carecircle:apiActiveColor": "green"}), "carecircle:apiGreenReplicas").message
+
+
+def test_a_running_idle_pool_needs_an_image():
+    problem(config_error("staging", {"carecircle:apiGreenReplicas": 2}), "carecircle:apiGreenImage")
+
+
+def test_idle_pool_may_scale_to_zero_without_an_image():
+    evaluation = evaluate_stack("prod", overrides={"carecircle:apiGreenReplicas": 0})
+    assert not [name for name in evaluation.containers if "green" in name]
+
+
+def test_build_context_and_pool_image_exclude_each_other():
+    found = problem(config_error("dev", {"carecircle:apiBlueImage": "ghcr.io/carecircle/api:1.0.0"}), "carecircle:apiBlueImage")
+    assert "apiBuildContext" in found.message
+
+
+def test_active_pool_needs_a_replica_even_in_dev():
+    problem(config_error("dev", {"carecircle:apiBlueReplicas": 0}), "carecircle:apiBlueReplicas")
+
+
+def test_replicas_must_fit_the_edge_subnet():
+    found = problem(config_error("prod", {"carecircle:apiBlueReplicas": 57}), "carecircle:apiBlueReplicas")
+    assert "at most 56 replicas per pool" in found.message
+    evaluate_stack("prod", overrides={"carecircle:apiBlueReplicas": 57, "carecircle:edgeSubnet": "172.30.0.0/23"})
+
+
+@pytest.mark.parametrize("subnet", ["8.8.8.0/24", "172.30.0.0/27", "172.30.0.1/24", "not-a-subnet"])
+def test_edge_subnet_must_be_private_and_large_enough(subnet):
+    problem(config_error("dev", {"carecircle:edgeSubnet": subnet}), "carecircle:edgeSubnet")
+
+
 def test_cors_credentials_need_explicit_origins():
     error = config_error("dev", {"carecircle:gatewayCorsAllowCredentials": True, "carecircle:gatewayCorsOrigins": []})
     assert "explicit list of origins" in problem(error, "carecircle:gatewayCorsAllowCredentials").message

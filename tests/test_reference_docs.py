@@ -7,7 +7,7 @@ from carecircle import reference
 
 def test_config_reference_is_up_to_date():
     for path, content in reference.documents(REPO_ROOT).items():
-        assert path.read_text() == content, f"{path.name} is stale: run python infra/cli.py schema"
+        assert path.read_text() == content, f"{path.name} is stale: run python infra/cli.py docs"
 
 
 def test_reference_documents_every_key_and_marks_secrets():

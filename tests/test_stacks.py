@@ -285,3 +285,30 @@ def test_asserting_on_an_undeclared_resource_fails(stacks):
         stacks["prod"].get(CONTAINER, "postgres-container")
     with pytest.raises(AssertionError, match="has no container"):
         container(stacks["prod"], "carecircle-prod-postgres")
+
+
+def test_api_pools_have_fixed_edge_addresses_and_colour_labels():
+    evaluation = evaluate_stack("prod", overrides={"carecircle:apiGreenImage": "ghcr.io/carecircle/api:1.1.0",
+                                                   "carecircle:apiGreenReplicas": 3})
+    addresses = {}
+    for color in ("blue", "green"):
+        for i in (1, 2, 3):
+            api = container(evaluation, f"carecircle-prod-api-{color}-{i}")
+            edge = next(n for n in api.inputs["networksAdvanced"] if n["name"] == "carecircle-prod-edge")
+            addresses[api.inputs["name"]] = edge["ipv4Address"]
+            labels = {label["label"]: label["value"] for label in api.inputs["labels"]}
+            assert labels["com.carecircle.color"] == color
+    assert addresses["carecircle-prod-api-blue-1"] == "172.30.0.16"
+    assert addresses["carecircle-prod-api-green-1"] == "172.30.0.72"
+    assert len(set(addresses.values())) == 6
+    edge = evaluation.get("docker:index/network:Network", "networks-edge")
+    # Docker hands out only the upper half, so it never takes a pool's fixed address.
+    assert edge.inputs["ipamConfigs"] == [{"subnet": "172.30.0.0/24", "ipRange": "172.30.0.128/25"}]
+
+
+def test_containers_get_a_grace_period_to_drain():
+    prod = evaluate_stack("prod")
+    api = container(prod, "carecircle-prod-api-blue-1")
+    workers = container(prod, "carecircle-prod-workers-1")
+    assert (api.inputs["stopSignal"], api.inputs["stopTimeout"], api.inputs["destroyGraceSeconds"]) == ("SIGTERM", 30, 30)
+    assert (workers.inputs["stopSignal"], workers.inputs["stopTimeout"], workers.inputs["destroyGraceSeconds"]) == ("SIGTERM", 120, 120)

@@ -16,9 +16,16 @@ config_id=$(sed -n 's/^# carecircle-config-id: //p' next.conf)
 check_url=$(sed -n 's/^# carecircle-config-check: //p' next.conf)
 mv -f next.conf active.conf
 nginx -s reload -e stderr -c "$PWD/active.conf"
-# The reload is asynchronous: new workers take over once the master has re-read the file.
+# The reload is asynchronous: the master starts new workers, waits 100 ms, then tells the old ones
+# to stop accepting; until then both answer. Done once the new id has answered 3 times in a row.
 tries=0
-until [ "$(wget -q -O - "$check_url" 2>/dev/null)" = "$config_id" ]; do
+confirmed=0
+while [ "$confirmed" -lt 3 ]; do
+    if [ "$(wget -q -O - "$check_url" 2>/dev/null)" = "$config_id" ]; then
+        confirmed=$((confirmed + 1))
+    else
+        confirmed=0
+    fi
     tries=$((tries + 1))
     if [ "$tries" -ge 100 ]; then
         echo "carecircle gateway: reloaded, but nginx does not serve configuration $config_id after 10 s" >&2
