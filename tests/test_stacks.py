@@ -143,9 +143,9 @@ def test_no_secret_in_plain_inputs_or_outputs(stacks):
 
 
 def test_private_key_is_never_plain(stacks):
-    from carecircle.stackfiles import FAKE_SECRETS
+    from carecircle.stackfiles import load_stack_config
 
-    key = FAKE_SECRETS["carecircle:gatewayTlsKey"]
+    key = load_stack_config("prod")[1]["carecircle:gatewayTlsKey"]
     prod = stacks["prod"]
     config = prod.get(COMMAND, "gateway-config")
     assert key in bundle_files(config.inputs["stdin"]).values()  # the key does reach the gateway...
@@ -170,11 +170,11 @@ def test_replicas_images_and_limits(stacks):
     prod = stacks["prod"]
     for i in (1, 2, 3):
         api = container(prod, f"carecircle-prod-api-blue-{i}")
-        assert api.inputs["image"] == "ghcr.io/carecircle/api:1.0.0"
+        assert api.inputs["image"] == "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
         assert api.inputs["memory"] == 1024 and api.inputs["cpus"] == "1.0"
         workers = container(prod, f"carecircle-prod-workers-{i}")
         assert workers.inputs["command"] == ["node", "dist/worker.js"]
-    assert container(prod, "carecircle-prod-gateway").inputs["image"] == "nginx:1.27-alpine"
+    assert container(prod, "carecircle-prod-gateway").inputs["image"].startswith("nginx:1.27-alpine@sha256:")
     dev = stacks["dev"]
     assert container(dev, "carecircle-dev-postgres").inputs["image"] == "postgres:15"
     assert container(dev, "carecircle-dev-redis").inputs["image"] == "redis:7-alpine"

@@ -18,13 +18,14 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_SCHEMA_KEYS = {"type", "description", "default", "value", "secret", "items"}
 
-# Fakes that satisfy the settings' checks (URL schemes, PEM markers, lengths).
+# Fakes that satisfy the settings' and policies' checks (URL schemes, PEM markers, strong-looking
+# passwords). {tag} is derived from the ciphertext, so a changed secure value is a changed secret.
 FAKE_SECRETS = {
-    "carecircle:databaseUrl": "postgresql://fake:fake-password@db.fake.invalid:5432/carecircle?sslmode=require",
-    "carecircle:redisUrl": "rediss://default:fake-password@redis.fake.invalid:6379",
-    "carecircle:rabbitmqUrl": "amqps://fake:fake-password@mq.fake.invalid/carecircle",
-    "carecircle:gatewayTlsCertificate": "-----BEGIN CERTIFICATE-----\nZmFrZQ==\n-----END CERTIFICATE-----\n",
-    "carecircle:gatewayTlsKey": "-----BEGIN PRIVATE KEY-----\nZmFrZQ==\n-----END PRIVATE KEY-----\n",
+    "carecircle:databaseUrl": "postgresql://fake:fake-{tag}@db.fake.invalid:5432/carecircle?sslmode=require",
+    "carecircle:redisUrl": "rediss://default:fake-{tag}@redis.fake.invalid:6379",
+    "carecircle:rabbitmqUrl": "amqps://fake:fake-{tag}@mq.fake.invalid/carecircle",
+    "carecircle:gatewayTlsCertificate": "-----BEGIN CERTIFICATE-----\nZmFrZS{tag}\n-----END CERTIFICATE-----\n",
+    "carecircle:gatewayTlsKey": "-----BEGIN PRIVATE KEY-----\nZmFrZS{tag}\n-----END PRIVATE KEY-----\n",
 }
 
 
@@ -32,8 +33,9 @@ class StackFileError(Exception):
     """A stack that does not exist or a YAML file that cannot be read."""
 
 
-def fake_secret(key: str) -> str:
-    return FAKE_SECRETS.get(key, "fake-" + hashlib.sha256(key.encode()).hexdigest())
+def fake_secret(key: str, ciphertext: str = "") -> str:
+    tag = hashlib.sha256(f"{key}:{ciphertext}".encode()).hexdigest()[:24]
+    return FAKE_SECRETS.get(key, "fake-{tag}{tag}").format(tag=tag)
 
 
 def cli_string(value: Any) -> str:
@@ -105,6 +107,6 @@ def load_stack_config(
     for key, value in overrides.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             secret_keys.add(key)
-            value = (secrets or {}).get(key, fake_secret(key))
+            value = (secrets or {}).get(key, fake_secret(key, str(value["secure"])))
         config[key] = cli_string(value)
     return name, config, secret_keys

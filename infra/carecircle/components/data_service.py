@@ -112,7 +112,10 @@ class DataService(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data",
             name=args.volume_name,
-            labels=[docker.VolumeLabelArgs(label="com.carecircle.stack", value=args.runtime.stack)],
+            labels=[
+                docker.VolumeLabelArgs(label="com.carecircle.stack", value=args.runtime.stack),
+                docker.VolumeLabelArgs(label="com.carecircle.environment", value=args.runtime.environment),
+            ],
             # Staging/prod data must survive `pulumi destroy` and an accidental replace.
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect_volume, retain_on_delete=args.protect_volume),
         )
