@@ -1,27 +1,50 @@
 """Offline tools for CareCircle's stacks; no Pulumi CLI, Docker or credentials needed.
 
-    python infra/cli.py offline dev        what the dev stack declares, one line per resource
-    python infra/cli.py docs               regenerate the generated docs (config reference, schema, blast radius)
+    python infra/cli.py offline prod                           one line per declared resource
+    python infra/cli.py report --stack prod [--format markdown|json|terminal]
+    python infra/cli.py diff --stack prod --against staging    what prod declares differently from staging
+    python infra/cli.py diff --stack prod --base origin/main   what this checkout changes in prod
+    python infra/cli.py docs [--check]                         regenerate the generated docs
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from pathlib import Path
+from enum import Enum
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.markdown import Markdown
 
-from carecircle import reference
-from carecircle.offline import evaluate_stack
+from carecircle import diffing, reference, report as environment_report
+from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.settings import ConfigError
 from carecircle.stackfiles import REPO_ROOT, StackFileError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.split("\n\n")[0])
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help=__doc__.split("\n\n")[0])
+
+
+class Format(str, Enum):
+    terminal = "terminal"
+    markdown = "markdown"
+    json = "json"
 
 
 def _fail(message: str) -> None:
     typer.echo(message, err=True)
     raise typer.Exit(code=2)
+
+
+def _show(markdown_text: str, json_text: str, output: Format) -> None:
+    if output is Format.json:
+        typer.echo(json_text, nl=False)
+    elif output is Format.markdown:
+        typer.echo(markdown_text, nl=False)
+    else:
+        Console().print(Markdown(markdown_text))
 
 
 @app.command()
@@ -40,8 +63,56 @@ def offline(stack: str = typer.Argument(..., help="Stack name: dev, staging, pro
 
 
 @app.command()
+def report(
+    stack: str = typer.Option(..., "--stack", help="Stack to report on."),
+    output: Format = typer.Option(Format.terminal, "--format", help="terminal, markdown or json."),
+) -> None:
+    """What STACK declares: services, exposure, networks, volumes, secrets (names only), routes, policy."""
+    try:
+        data = environment_report.build(evaluate_stack(stack), stack_settings(stack))
+    except (ConfigError, StackFileError) as error:
+        _fail(str(error))
+    _show(environment_report.markdown(data), environment_report.as_json(data), output)
+
+
+@app.command()
+def diff(
+    stack: str = typer.Option(..., "--stack", help="Stack to compare."),
+    against: Optional[str] = typer.Option(None, "--against", help="Another stack, e.g. staging."),
+    base: Optional[str] = typer.Option(None, "--base", help="A git revision of this repository, e.g. origin/main."),
+    output: Format = typer.Option(Format.terminal, "--format", help="terminal, markdown or json."),
+) -> None:
+    """What changes between two stacks (--against) or between a git revision and this checkout (--base),
+    and whether each change replaces a container, updates in place or changes nothing live."""
+    if (against is None) == (base is None):
+        _fail("give exactly one of --against STACK or --base REVISION")
+    try:
+        after = diffing.snapshot(evaluate_stack(stack))
+        if against is not None:
+            before, title = diffing.snapshot(evaluate_stack(against)), f"{against} → {stack}"
+        else:
+            before, title = diffing.snapshot_at_revision(stack, base), f"{stack}: {base} → this checkout"  # type: ignore[arg-type]
+    except (ConfigError, StackFileError, diffing.RevisionError) as error:
+        _fail(str(error))
+    changes = diffing.diff(before, after, across_stacks=against is not None)
+    if output is Format.terminal:
+        typer.echo(diffing.text(changes), nl=False)
+    else:
+        _show(diffing.markdown(title, changes), diffing.as_json(changes), output)
+
+
+@app.command(hidden=True)
+def evaluate(stack: str) -> None:
+    """Machine interface for `diff --base`: the stack's declared resources as JSON, secrets masked."""
+    try:
+        typer.echo(json.dumps(diffing.snapshot(evaluate_stack(stack)), default=str))
+    except (ConfigError, StackFileError) as error:
+        _fail(str(error))
+
+
+@app.command()
 def docs(check: bool = typer.Option(False, "--check", help="Fail if the committed files are stale instead of writing them.")) -> None:
-    """Regenerate docs/config.schema.json, docs/config-reference.md and the blast-radius table in docs/releases.md."""
+    """Regenerate the config reference and schema, the environment reports and the blast-radius table."""
     stale = []
     for path, content in reference.documents(REPO_ROOT).items():
         if check:

@@ -45,6 +45,9 @@ class Evaluation:
     resources: list[DeclaredResource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    # Plaintext of every secret the stack handled (faked config secrets, generated passwords), so a
+    # report can tell which values are secret without ever showing them.
+    secret_values: set[str] = field(default_factory=set)
 
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -99,12 +102,17 @@ def _fake_value(name: str, length: int) -> str:
 class EngineLikeMocks(pulumi.runtime.Mocks):
     """Resource outputs as the engine would return them, for the resources this program uses."""
 
+    def __init__(self, evaluation: Optional["Evaluation"] = None):
+        self.evaluation = evaluation
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
         if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             value = _fake_value(args.name, int(args.inputs.get("length", 16)))
             # The engine applies the provider's additional_secret_outputs; the mock monitor does not.
             state["result"] = pulumi.Output.secret(value) if args.typ.endswith("RandomPassword") else value
+            if self.evaluation is not None and args.typ.endswith("RandomPassword"):
+                self.evaluation.secret_values.add(value)
         elif args.typ == "docker:index/image:Image":
             state["repoDigest"] = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
         return f"{args.name}-id", state
@@ -154,15 +162,10 @@ def evaluate_config(
     if program is None:
         from .program import declare_stack as program
 
-    evaluation = Evaluation(stack=stack)
+    evaluation = Evaluation(stack=stack, secret_values={config[key] for key in secret_keys if key in config})
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys))
-    pulumi.runtime.set_mocks(
-        EngineLikeMocks(),
-        project=project,
-        stack=stack,
-        preview=False,
-        monitor=RecordingMonitor(EngineLikeMocks(), evaluation),
-    )
+    mocks = EngineLikeMocks(evaluation)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=RecordingMonitor(mocks, evaluation))
     # set_mocks keeps the previous run's root stack (pulumi#8280); each evaluation gets its own.
     runtime_settings.ROOT.set(None)
     try:
@@ -194,3 +197,13 @@ def evaluate_stack(
         config[key] = value
         secret_keys.add(key)
     return evaluate_config(stack, project, config, secret_keys)
+
+
+def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None):
+    """The validated settings of a stack from its files, without running the program."""
+    from .settings import parse_settings
+    from .stackfiles import cli_string
+
+    _, config, secret_keys = load_stack_config(stack, root)
+    config.update({key: cli_string(value) for key, value in (overrides or {}).items()})
+    return parse_settings(stack, config, secret_keys)

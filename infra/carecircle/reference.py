@@ -64,10 +64,16 @@ def _between_markers(text: str, marker: str, content: str) -> str:
 
 def documents(root: Path) -> dict[Path, str]:
     """Every generated document, as it should read now."""
-    from . import blast_radius
+    from . import blast_radius, report
+    from .offline import evaluate_stack, stack_settings
 
     releases = root / "docs" / "releases.md"
+    environments = {
+        root / "docs" / "environments" / f"{stack}.md": report.markdown(report.build(evaluate_stack(stack, root), stack_settings(stack, root)))
+        for stack in available_stacks(root)
+    }
     return {
+        **environments,
         root / "docs" / "config.schema.json": json.dumps(json_schema(), indent=2, sort_keys=True) + "\n",
         root / "docs" / "config-reference.md": markdown(root),
         releases: _between_markers(releases.read_text(), "blast-radius", blast_radius.markdown_table(blast_radius.run("prod"))),

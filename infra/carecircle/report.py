@@ -1,0 +1,201 @@
+"""The declared-environment report: what a stack declares, for auditors, as data, Markdown or JSON.
+
+Built from an offline evaluation (the same mocks as the tests) and the stack's settings. Secret
+values are never included: an environment variable is marked secret when its value holds any secret
+the stack handles, and secrets are listed by name and source only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .offline import DeclaredResource, Evaluation
+from .policy_check import check, load_policies
+from .settings import Settings
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+
+
+def _labels(resource: DeclaredResource) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in resource.inputs.get("labels", [])}
+
+
+def _service_name(resource: DeclaredResource) -> str:
+    labels = _labels(resource)
+    color = labels.get("com.carecircle.color")
+    return f"{labels.get('com.carecircle.role')}-{color}" if color else labels.get("com.carecircle.role", resource.name)
+
+
+def _env(resource: DeclaredResource, secret_values: set[str]) -> list[dict[str, Any]]:
+    entries = []
+    for entry in resource.inputs.get("envs", []):
+        name, _, value = entry.partition("=")
+        entries.append({"name": name, "secret": any(secret and secret in value for secret in secret_values)})
+    return entries
+
+
+def _int(value: Any) -> Any:
+    """Numbers arrive from the engine (and the mocks) as floats."""
+    return int(value) if isinstance(value, float) else value
+
+
+def _service(containers: list[DeclaredResource], secret_values: set[str]) -> dict[str, Any]:
+    first = containers[0]
+    inputs = first.inputs
+    health = inputs.get("healthcheck") or {}
+    return {
+        "containers": [c.inputs["name"] for c in containers],
+        "replicas": len(containers),
+        "image": inputs.get("image"),
+        "networks": [
+            {"name": n["name"], **({"fixed_addresses": [next(x for x in c.inputs["networksAdvanced"] if x["name"] == n["name"])["ipv4Address"] for c in containers]} if "ipv4Address" in n else {})}
+            for n in inputs.get("networksAdvanced", [])
+        ],
+        "ports": [{"bind": p.get("ip", "0.0.0.0"), "host": int(p["external"]), "container": int(p["internal"])} for p in inputs.get("ports", [])],
+        "volumes": [v.get("volumeName") or v.get("hostPath") for v in inputs.get("volumes", [])],
+        "environment": _env(first, secret_values),
+        "healthcheck": {"test": health.get("tests", []), "interval": health.get("interval"), "retries": _int(health.get("retries"))},
+        "restart": inputs.get("restart"),
+        "limits": {"memory_mb": _int(inputs.get("memory")), "cpus": inputs.get("cpus")},
+        "log_rotation": {"driver": inputs.get("logDriver"), **(inputs.get("logOpts") or {})},
+        "stop_grace_seconds": _int(inputs.get("stopTimeout")),
+    }
+
+
+def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
+    """The report as plain data (what `--format json` prints)."""
+    services: dict[str, list[DeclaredResource]] = {}
+    for resource in sorted(evaluation.of_type(CONTAINER), key=lambda r: r.inputs["name"]):
+        services.setdefault(_service_name(resource), []).append(resource)
+    volumes = evaluation.of_type(VOLUME)
+    mounted_by = {v: name for name, cs in services.items() for c in cs for v in (x.get("volumeName") for x in c.inputs.get("volumes", [])) if v}
+    violations = sorted(check(evaluation.resources), key=lambda v: (v.policy, v.message))
+    policies = load_policies().POLICIES
+    external = sorted(k for k in ("databaseUrl", "redisUrl", "rabbitmqUrl", "jwtSecret", "gatewayTlsCertificate", "gatewayTlsKey")
+                      if getattr(settings, {"databaseUrl": "database_url", "redisUrl": "redis_url", "rabbitmqUrl": "rabbitmq_url",
+                                            "jwtSecret": "jwt_secret", "gatewayTlsCertificate": "gateway_tls_certificate",
+                                            "gatewayTlsKey": "gateway_tls_key"}[k]) is not None)
+    return {
+        "stack": evaluation.stack,
+        "environment": settings.environment,
+        "docker_host": settings.docker_host or "local engine (DOCKER_HOST or /var/run/docker.sock)",
+        "gateway": {
+            "url": evaluation.outputs.get("gatewayUrl"),
+            "server_name": settings.gateway_server_name,
+            "tls": settings.gateway_tls_profile if settings.gateway_tls else "off",
+            "certificate": ("host paths" if settings.gateway_tls_certificate_path else "stack secrets (PEM)") if settings.gateway_tls else None,
+            "active_pool": settings.api_active_color,
+            "routes": [{"path": r.path, "service": r.service, "strip_prefix": r.strip_prefix} for r in settings.gateway_routes]
+                      + [{"path": p, "service": "api", "strip_prefix": False} for p in ("/health", "/ready", "/live")],
+            "rate_limit": f"{settings.gateway_rate_limit_per_second} r/s per client IP, burst {settings.gateway_rate_limit_burst}",
+            "cors_origins": list(settings.gateway_cors_origins),
+            "preview_port": settings.gateway_preview_port,
+        },
+        "services": {name: _service(cs, evaluation.secret_values) for name, cs in services.items()},
+        # Registration order is asynchronous: sort, so a report only changes when the stack does.
+        "networks": sorted(({"name": n.inputs["name"], "internal": bool(n.inputs.get("internal"))} for n in evaluation.of_type(NETWORK)),
+                           key=lambda n: n["name"]),
+        "volumes": sorted(({"name": v.inputs["name"], "protected": v.protect, "mounted_by": mounted_by.get(v.inputs["name"])} for v in volumes),
+                          key=lambda v: v["name"]),
+        "secrets": sorted(
+            [{"name": r.name, "source": f"generated (pulumi-random, {int(r.inputs['length'])} characters)"}
+             for r in evaluation.of_type("random:index/randomPassword:RandomPassword")]
+            + [{"name": f"carecircle:{key}", "source": "stack config (secret)"} for key in external],
+            key=lambda s: s["name"]),
+        "policy": {"rules": [p.name for p in policies], "violations": [{"policy": v.policy, "message": v.message} for v in violations]},
+    }
+
+
+def _code(value: Any, in_table: bool = True) -> str:
+    text = str(value).replace("`", "'")
+    return "`" + (text.replace("|", "\\|") if in_table else text) + "`"
+
+
+def mermaid(report: dict[str, Any]) -> str:
+    """Services, networks and what is exposed."""
+    node = lambda name: name.replace("-", "_")  # noqa: E731
+    lines = ["flowchart LR"]
+    internet_ports = [(name, p) for name, s in report["services"].items() for p in s["ports"] if p["bind"] != "127.0.0.1"]
+    loopback_ports = [(name, p) for name, s in report["services"].items() for p in s["ports"] if p["bind"] == "127.0.0.1"]
+    if internet_ports:
+        lines.append("    internet((internet))")
+    if loopback_ports:
+        lines.append("    loopback((Docker host 127.0.0.1))")
+    for network in report["networks"]:
+        label = f"{network['name']}<br/>{'internal' if network['internal'] else 'routable'}"
+        lines.append(f"    {node(network['name'])}{{{{\"{label}\"}}}}")
+    for name, service in report["services"].items():
+        lines.append(f"    {node(name)}[\"{name} ×{service['replicas']}\"]")
+        for network in service["networks"]:
+            lines.append(f"    {node(name)} --- {node(network['name'])}")
+    for name, port in internet_ports:
+        lines.append(f"    internet -->|\"{port['bind']}:{port['host']}\"| {node(name)}")
+    for name, port in loopback_ports:
+        lines.append(f"    loopback -->|\"{port['host']}\"| {node(name)}")
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    g = report["gateway"]
+    out = [
+        f"# Environment `{report['stack']}` ({report['environment']})",
+        "",
+        "Generated by `python infra/cli.py report --stack " + report["stack"] + " --format markdown` from the stack's config",
+        "under the offline mocks; secret values are never shown. Do not edit: `python infra/cli.py docs` regenerates it.",
+        "",
+        f"- Docker host: {_code(report['docker_host'])}",
+        f"- Gateway: {g['url']} (server name {_code(g['server_name'])}), TLS: **{g['tls']}**"
+        + (f", certificate from {g['certificate']}" if g["certificate"] else ""),
+        f"- Active api pool: **{g['active_pool']}**" + (f"; idle pool preview on 127.0.0.1:{g['preview_port']}" if g["preview_port"] else ""),
+        f"- Rate limit: {g['rate_limit']}; CORS origins: " + (", ".join(_code(o) for o in g["cors_origins"]) or "none"),
+        "",
+        "## Diagram",
+        "",
+        "```mermaid",
+        mermaid(report),
+        "```",
+        "",
+        "## Services",
+        "",
+        "| service | replicas | image | networks | published ports | volumes | restart | limits | log rotation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in report["services"].items():
+        ports = ", ".join(f"{p['bind']}:{p['host']}→{p['container']}" for p in s["ports"]) or "none"
+        limits = f"{s['limits']['memory_mb']} MB, {s['limits']['cpus']} CPU" if s["limits"]["memory_mb"] else "none"
+        rotation = f"{s['log_rotation'].get('driver')} {s['log_rotation'].get('max-size')} × {s['log_rotation'].get('max-file')}"
+        networks = ", ".join(n["name"] + (" (fixed addresses)" if "fixed_addresses" in n else "") for n in s["networks"])
+        out.append(f"| {name} | {s['replicas']} | {_code(s['image'])} | {networks} | {ports} | {', '.join(s['volumes']) or 'none'} "
+                   f"| {s['restart']} | {limits} | {rotation} |")
+    out += ["", "### Environment variables and healthchecks", ""]
+    for name, s in report["services"].items():
+        env = ", ".join(_code(e["name"]) + (" (secret)" if e["secret"] else "") for e in s["environment"]) or "none"
+        test = " ".join(s["healthcheck"]["test"])
+        out.append(f"- **{name}**: {env}")
+        out.append(f"  - healthcheck every {s['healthcheck']['interval']}, {s['healthcheck']['retries']} retries: {_code(test, in_table=False)}")
+    out += ["", "## Networks", "", "| network | internal |", "|---|---|"]
+    out += [f"| {n['name']} | {'yes' if n['internal'] else 'no'} |" for n in report["networks"]]
+    out += ["", "## Volumes", ""]
+    if report["volumes"]:
+        out += ["| volume | protected | mounted by |", "|---|---|---|"]
+        out += [f"| {v['name']} | {'yes' if v['protected'] else 'no'} | {v['mounted_by']} |" for v in report["volumes"]]
+    else:
+        out.append("None: the data services are managed outside this stack.")
+    out += ["", "## Secrets", "", "| secret | source |", "|---|---|"]
+    out += [f"| {s['name']} | {s['source']} |" for s in report["secrets"]]
+    out += ["", "## Gateway routes", "", "| path prefix | service | strip prefix |", "|---|---|---|"]
+    out += [f"| {_code(r['path'])} | {r['service']} | {'yes' if r['strip_prefix'] else 'no'} |" for r in g["routes"]]
+    out += ["", "## Policy", ""]
+    violations = report["policy"]["violations"]
+    if violations:
+        out += [f"- **{v['policy']}**: {v['message']}" for v in violations]
+    else:
+        out.append(f"All {len(report['policy']['rules'])} rules pass: " + ", ".join(_code(r) for r in report["policy"]["rules"]) + ".")
+    return "\n".join(out) + "\n"
+
+
+def as_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=True) + "\n"
