@@ -9,13 +9,10 @@ the mocks (what `python infra/cli.py offline <stack>` does), so import time is i
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,9 +3,8 @@
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
-
 from carecircle.stackfiles import load_stack_config
+from conftest import REPO_ROOT
 
 
 def cli(*args):

@@ -4,7 +4,9 @@ every offending key, the stack and the command that fixes it."""
 import string
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from carecircle.offline import evaluate_stack
 from carecircle.settings import ConfigError, Settings

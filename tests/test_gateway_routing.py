@@ -2,8 +2,8 @@
 
 import pytest
 
-from nginx_harness import make_certificate, nginx_test, running_gateway, settings_for, stub_upstreams, write_conf, free_port
 from carecircle.rendering import GatewayPorts
+from nginx_harness import free_port, make_certificate, nginx_test, running_gateway, settings_for, stub_upstreams, write_conf
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])

@@ -8,9 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import REPO_ROOT
-
 from carecircle.stackfiles import load_stack_config
+from conftest import REPO_ROOT
 
 HOST = textwrap.dedent("""
     import json, os, runpy, sys

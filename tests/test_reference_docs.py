@@ -1,8 +1,7 @@
 """The committed config reference and JSON Schema match the settings model and stack files."""
 
-from conftest import REPO_ROOT
-
 from carecircle import reference
+from conftest import REPO_ROOT
 
 
 def test_config_reference_is_up_to_date():

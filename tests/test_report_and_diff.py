@@ -7,11 +7,10 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
-
 from carecircle import report
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.stackfiles import load_stack_config
+from conftest import REPO_ROOT
 
 
 def cli(*args, cwd=REPO_ROOT):

@@ -6,7 +6,20 @@ import json
 import pytest
 
 from carecircle.offline import evaluate_stack
-from helpers import COMMAND, CONTAINER, VOLUME, bundle_files, container, decoded_texts, env, env_names, internal_networks, networks_of, parent_of, published
+from helpers import (
+    COMMAND,
+    CONTAINER,
+    VOLUME,
+    bundle_files,
+    container,
+    decoded_texts,
+    env,
+    env_names,
+    internal_networks,
+    networks_of,
+    parent_of,
+    published,
+)
 
 API_ENV = {"NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET", "JWT_EXPIRES_IN"}
 WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_HEARTBEAT_FILE"}
@@ -195,7 +208,7 @@ def test_dev_builds_app_images_from_this_repository(stacks):
 
 
 def test_every_container_has_healthcheck_restart_and_log_rotation(stacks):
-    for stack, evaluation in stacks.items():
+    for evaluation in stacks.values():
         for name, resource in evaluation.containers.items():
             assert resource.inputs["healthcheck"]["tests"][0] in ("CMD", "CMD-SHELL"), name
             assert resource.inputs["restart"] == "unless-stopped", name

@@ -69,6 +69,6 @@ def markdown_table(results: list[tuple[Scenario, list[ResourceChange]]]) -> str:
     ]
     for scenario, changes in results:
         grouped = by_action(changes)
-        cell = lambda action: ", ".join(grouped.get(action, [])) or "-"  # noqa: E731
-        lines.append(f"| {scenario.change} | {cell('replace')} | {cell('update')} | {cell('create')} | {cell('delete')} |")
+        cells = [", ".join(grouped.get(action, [])) or "-" for action in ("replace", "update", "create", "delete")]
+        lines.append(f"| {scenario.change} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -126,7 +126,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.evaluation = evaluation
 
-    def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs, secret_inputs = _deserialize(request.object)
@@ -145,7 +145,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             ))
         return response
 
-    def RegisterResourceOutputs(self, request):  # noqa: N802
+    def RegisterResourceOutputs(self, request):
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.evaluation.outputs, self.evaluation.secret_outputs = _deserialize(request.outputs)
         return super().RegisterResourceOutputs(request)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
 import re
+from typing import Any, Optional
 
 import pulumi
 import pulumi_docker as docker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi_docker as docker
 
@@ -22,12 +22,12 @@ class ContainerRuntime:
     log_max_size: str
     log_max_files: int
 
-    def container_kwargs(self, role: str, extra_labels: dict[str, str] = {}) -> dict[str, Any]:
+    def container_kwargs(self, role: str, extra_labels: Optional[dict[str, str]] = None) -> dict[str, Any]:
         labels = {
             "com.carecircle.stack": self.stack,
             "com.carecircle.environment": self.environment,
             "com.carecircle.role": role,
-            **extra_labels,
+            **(extra_labels or {}),
         }
         return {
             "restart": self.restart,
