@@ -19,18 +19,19 @@ WORKERS = ["workers-1", "workers-2", "workers-3"]
 
 
 @pytest.mark.parametrize("change, expected", [
-    ("release: bring up the idle pool (green) on a new image", {"create": GREEN, "update": ["gateway-config"]}),
+    # Prometheus learns the new targets through its own in-place reload (monitoring-config).
+    ("release: bring up the idle pool (green) on a new image", {"create": GREEN, "update": ["gateway-config", "monitoring-config"]}),
     ("new image on the running idle pool", {"replace": GREEN}),
     ("switch the active pool (blue -> green)", {"update": ["gateway-config"]}),
     ("rollback (green -> blue)", {"update": ["gateway-config"]}),
-    ("scale the idle pool to zero", {"delete": GREEN, "update": ["gateway-config"]}),
+    ("scale the idle pool to zero", {"delete": GREEN, "update": ["gateway-config", "monitoring-config"]}),
     ("add a route", {"update": ["gateway-config"]}),
     ("change the rate limit", {"update": ["gateway-config"]}),
     ("change the CORS origins", {"update": ["gateway-config"]}),
     ("renew the TLS certificate (PEM in config)", {"update": ["gateway-config"]}),
     ("rotate the database URL (secret)", {"replace": BLUE + WORKERS}),  # its consumers, nothing else
     ("new workers image", {"replace": WORKERS}),
-    ("raise the api memory limit", {"update": BLUE}),
+    ("raise the api memory limit", {"update": [*BLUE, "monitoring-config"]}),  # the memory alert's limit
 ])
 def test_blast_radius(results, change, expected):
     assert results[change] == expected

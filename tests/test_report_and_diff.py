@@ -24,15 +24,15 @@ def prod_report():
 
 def test_report_lists_each_service_with_its_exposure_and_operability(prod_report):
     services = prod_report["services"]
-    assert set(services) == {"api-blue", "workers", "gateway"}
+    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus"}
     api = services["api-blue"]
     assert api["replicas"] == 3 and api["image"].startswith("ghcr.io/carecircle/api:1.0.0@sha256:")
     assert api["ports"] == [] and api["limits"] == {"memory_mb": 1024, "cpus": "1.0"}
     assert api["log_rotation"] == {"driver": "json-file", "max-size": "10m", "max-file": "3"}
     assert api["healthcheck"]["test"][:2] == ["CMD", "node"] and api["restart"] == "unless-stopped"
-    secret = {e["name"]: e["secret"] for e in api["environment"]}
-    assert secret == {"NODE_ENV": False, "PORT": False, "JWT_EXPIRES_IN": False, "DATABASE_URL": True,
-                      "REDIS_URL": True, "RABBITMQ_URL": True, "JWT_SECRET": True}
+    secret = {e["name"] for e in api["environment"] if e["secret"]}
+    assert secret == {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET"}
+    assert {"NODE_ENV", "PORT", "OTEL_SERVICE_NAME"} <= {e["name"] for e in api["environment"]}
     assert services["gateway"]["ports"] == [{"bind": "0.0.0.0", "host": 80, "container": 8080},
                                             {"bind": "0.0.0.0", "host": 443, "container": 8443},
                                             {"bind": "127.0.0.1", "host": 8081, "container": 8081}]
@@ -56,7 +56,8 @@ def test_report_networks_secrets_routes_and_policy(prod_report):
 def test_report_shows_protection_of_data_volumes():
     data = report.build(evaluate_stack("staging", overrides={"carecircle:postgresMode": "container"}),
                         stack_settings("staging", overrides={"carecircle:postgresMode": "container"}))
-    assert data["volumes"] == [{"name": "carecircle-staging-postgres-data", "protected": True, "mounted_by": "postgres"}]
+    assert data["volumes"] == [{"name": "carecircle-staging-postgres-data", "protected": True, "mounted_by": "postgres"},
+                               {"name": "carecircle-staging-prometheus-data", "protected": True, "mounted_by": "prometheus"}]
 
 
 def test_report_never_shows_a_secret_value():

@@ -21,8 +21,10 @@ from helpers import (
     published,
 )
 
-API_ENV = {"NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET", "JWT_EXPIRES_IN"}
-WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_HEARTBEAT_FILE"}
+TRACING_ENV = {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+               "SENTRY_ENVIRONMENT", "SENTRY_TRACES_SAMPLE_RATE"}
+API_ENV = {"NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET", "JWT_EXPIRES_IN", *TRACING_ENV}
+WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_HEARTBEAT_FILE", *TRACING_ENV}
 
 
 def test_dev_declares_every_service_as_a_local_container(stacks):
@@ -39,7 +41,7 @@ def test_dev_declares_every_service_as_a_local_container(stacks):
 @pytest.mark.parametrize("stack, api, workers", [("staging", 2, 2), ("prod", 3, 3)])
 def test_staging_and_prod_run_only_apps_and_gateway(stacks, stack, api, workers):
     expected = [f"carecircle-{stack}-api-blue-{i}" for i in range(1, api + 1)]
-    expected += [f"carecircle-{stack}-gateway"]
+    expected += [f"carecircle-{stack}-gateway", f"carecircle-{stack}-nginx-exporter", f"carecircle-{stack}-prometheus"]
     expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
     assert sorted(stacks[stack].containers) == sorted(expected)
 
@@ -101,16 +103,19 @@ def test_dev_volumes_are_named_and_unprotected(stacks):
 def test_data_volumes_are_protected_in_staging_and_prod(stack):
     evaluation = evaluate_stack(stack, overrides={"carecircle:postgresMode": "container", "carecircle:redisMode": "container"})
     volumes = evaluation.of_type(VOLUME)
-    assert sorted(v.inputs["name"] for v in volumes) == [f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-redis-data"]
+    assert sorted(v.inputs["name"] for v in volumes) == [
+        f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-prometheus-data", f"carecircle-{stack}-redis-data"]
     assert all(v.protect and v.retain_on_delete for v in volumes)
 
 
 def test_api_and_workers_environment(stacks):
+    # dev exports no traces (no endpoint); prod sends them to its collector
+    endpoint = {"dev": "OTEL_TRACES_EXPORTER", "staging": "OTEL_TRACES_EXPORTER", "prod": "OTEL_EXPORTER_OTLP_ENDPOINT"}
     for stack, evaluation in stacks.items():
         api = container(evaluation, f"carecircle-{stack}-api-blue-1")
         workers = container(evaluation, f"carecircle-{stack}-workers-1")
-        assert env_names(api) == API_ENV
-        assert env_names(workers) == WORKERS_ENV
+        assert env_names(api) == API_ENV | {endpoint[stack]}
+        assert env_names(workers) == WORKERS_ENV | {endpoint[stack]}
     dev_api = env(container(stacks["dev"], "carecircle-dev-api-blue-1"))
     assert dev_api["NODE_ENV"] == "development"
     assert dev_api["PORT"] == "3000"

@@ -20,7 +20,16 @@ from .components.data_service import (
     redis_kind,
 )
 from .components.gateway import Gateway, GatewayArgs, TlsHostPaths
+from .components.monitoring import (
+    ExporterSpec,
+    Monitoring,
+    MonitoringArgs,
+    nginx_exporter_health,
+    postgres_exporter_health,
+    redis_exporter_health,
+)
 from .components.network import Networks, NetworksArgs
+from .monitoring import prometheus_bundle, stub_status_url
 from .rendering import NginxPaths, gateway_bundle, render_nginx_conf, shipped_tls_files
 from .settings import COLORS, Settings, load_settings
 
@@ -95,8 +104,9 @@ def declare(settings: Settings) -> dict[str, Any]:
         pulumi.Output.concat("RABBITMQ_URL=", urls["rabbitmq"]),
     ]
     api_env = [*shared_env, f"PORT={settings.api_port}", pulumi.Output.concat("JWT_SECRET=", jwt_secret),
-               f"JWT_EXPIRES_IN={settings.jwt_expires_in}"]
-    workers_env = [*shared_env, f"WORKER_HEARTBEAT_FILE={settings.workers_heartbeat_file}"]
+               f"JWT_EXPIRES_IN={settings.jwt_expires_in}", *tracing_env(settings, "carecircle-api")]
+    workers_env = [*shared_env, f"WORKER_HEARTBEAT_FILE={settings.workers_heartbeat_file}",
+                   *tracing_env(settings, "carecircle-workers")]
     egress = [networks.egress.name] if networks.egress else []
     data_containers = [service.container for service in data_services.values()]
 
@@ -172,13 +182,79 @@ def declare(settings: Settings) -> dict[str, Any]:
         upstream_containers=api_containers,
     ))
 
+    monitoring = declare_monitoring(settings, runtime, networks, data_services, gateway) if settings.monitoring_enabled else None
+    monitoring_containers = [*monitoring.exporters, monitoring.prometheus] if monitoring else []
+
     return {
         "gatewayUrl": gateway_url(settings),
-        "containers": [c.name for c in [*data_containers, *api_containers, *workers.containers, gateway.container]],
+        "containers": [c.name for c in [*data_containers, *api_containers, *workers.containers, gateway.container, *monitoring_containers]],
         "activeColor": settings.api_active_color,
         "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],
-        "volumes": [service.volume.name for service in data_services.values()],
+        "volumes": [service.volume.name for service in data_services.values()] + ([monitoring.volume.name] if monitoring else []),
     }
+
+
+def tracing_env(settings: Settings, service: str) -> list[pulumi.Input[str]]:
+    """OpenTelemetry and Sentry settings of a Node service, from the stack's config."""
+    env: list[pulumi.Input[str]] = [
+        f"OTEL_SERVICE_NAME={service}",
+        f"OTEL_RESOURCE_ATTRIBUTES=deployment.environment={settings.environment}",
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+        f"OTEL_TRACES_SAMPLER_ARG={settings.trace_sample_rate}",
+        f"OTEL_EXPORTER_OTLP_ENDPOINT={settings.otel_exporter_endpoint}" if settings.otel_exporter_endpoint else "OTEL_TRACES_EXPORTER=none",
+        f"SENTRY_ENVIRONMENT={settings.environment}",
+        f"SENTRY_TRACES_SAMPLE_RATE={settings.trace_sample_rate}",
+    ]
+    if settings.sentry_dsn is not None:
+        env.append(pulumi.Output.concat("SENTRY_DSN=", _secret(settings.sentry_dsn)))
+    return env
+
+
+def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: Networks,
+                       data_services: dict[str, DataService], gateway: Gateway) -> Monitoring:
+    exporters = [ExporterSpec(
+        key="nginx-exporter",
+        container_name=settings.docker_name("nginx-exporter"),
+        image=settings.nginx_exporter_image,
+        # On the edge network to read the gateway's stub_status, on the backend one for Prometheus.
+        networks=[networks.edge.name, networks.backend.name],
+        command=[f"--nginx.scrape-uri={stub_status_url(settings)}"],
+        health_test=nginx_exporter_health(),
+    )]
+    if "postgres" in data_services:
+        exporters.append(ExporterSpec(
+            key="postgres-exporter",
+            container_name=settings.docker_name("postgres-exporter"),
+            image=settings.postgres_exporter_image,
+            networks=[networks.backend.name],
+            envs=pulumi.Output.secret(pulumi.Output.all(
+                pulumi.Output.concat("DATA_SOURCE_NAME=", data_services["postgres"].url, "?sslmode=disable"))),
+            health_test=postgres_exporter_health(),
+        ))
+    if "redis" in data_services:
+        exporters.append(ExporterSpec(
+            key="redis-exporter",
+            container_name=settings.docker_name("redis-exporter"),
+            image=settings.redis_exporter_image,
+            networks=[networks.backend.name],
+            envs=pulumi.Output.secret(pulumi.Output.all(
+                f"REDIS_ADDR=redis://{settings.docker_name('redis')}:6379",
+                pulumi.Output.concat("REDIS_PASSWORD=", data_services["redis"].password))),
+            health_test=redis_exporter_health(),
+        ))
+    return Monitoring("monitoring", MonitoringArgs(
+        prometheus_name=settings.docker_name("prometheus"),
+        prometheus_image=settings.prometheus_image,
+        volume_name=settings.docker_name("prometheus", "data"),
+        retention=settings.prometheus_retention,
+        bundle=prometheus_bundle(settings),
+        docker_host=settings.docker_host,
+        backend_network=networks.backend.name,
+        exporters=exporters,
+        runtime=runtime,
+        protect_volume=settings.protect_data,
+        host_port=settings.prometheus_host_port,
+    ), pulumi.ResourceOptions(depends_on=[gateway.container, *[s.container for s in data_services.values()]]))
 
 
 def upstreams(settings: Settings) -> dict[str, list[str]]:

@@ -33,7 +33,7 @@ INTERMEDIATE_CIPHERS = (
 )
 TLS_PROTOCOLS = {"modern": "TLSv1.3", "intermediate": "TLSv1.2 TLSv1.3"}
 
-_environment = jinja2.Environment(
+jinja_templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
@@ -85,24 +85,29 @@ def shipped_tls_files(paths: NginxPaths, certificate: str, key: str) -> TlsFiles
     return TlsFiles(certificate=f"{paths.config_dir}/tls/{tls_id}/fullchain.pem", key=f"{paths.config_dir}/tls/{tls_id}/privkey.pem")
 
 
-def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) -> str:
-    """The base64 tar gateway-apply.sh takes on stdin: `next.conf` plus `files` (absolute paths
-    under paths.config_dir). Deterministic, so an unchanged configuration is an unchanged input."""
+def tar_bundle(entries: Mapping[str, str], mode: int = 0o600) -> str:
+    """Files (relative path -> text) as a base64 tar, for an apply script's stdin. Deterministic, so
+    an unchanged configuration is an unchanged input."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        entries = {"next.conf": conf, **{path.removeprefix(paths.config_dir + "/"): text for path, text in files.items()}}
         for name, text in sorted(entries.items()):
             data = text.encode()
             info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o600
+            info.size, info.mtime, info.mode = len(data), 0, mode
             tar.addfile(info, io.BytesIO(data))
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) -> str:
+    """The bundle gateway-apply.sh takes: `next.conf` plus `files` (absolute paths under
+    paths.config_dir)."""
+    return tar_bundle({"next.conf": conf, **{path.removeprefix(paths.config_dir + "/"): text for path, text in files.items()}})
 
 
 def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
     """What the gateway container starts with, before its configuration is applied: health only.
     It depends on nothing that changes, so it never forces the container to be replaced."""
-    return _environment.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths)
+    return jinja_templates.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths)
 
 
 def render_nginx_conf(
@@ -119,7 +124,7 @@ def render_nginx_conf(
         raise ValueError(f"no upstream servers for {sorted(missing) or ['api']}")
     upstreams = {name: servers for name, servers in upstreams.items() if servers}
     https_port = settings.gateway_https_port
-    conf = _environment.get_template("nginx.conf.j2").render(
+    conf = jinja_templates.get_template("nginx.conf.j2").render(
         config_id=CONFIG_ID_PLACEHOLDER,
         g=settings,
         stack=settings.stack,

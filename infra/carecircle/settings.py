@@ -286,6 +286,28 @@ class Settings(BaseModel):
         "Send Access-Control-Allow-Credentials to allowed origins (the origin is echoed, never *).", False
     )
 
+    monitoring_enabled: bool = _key("Run Prometheus, the exporters and the alert rules in this stack.", True)
+    prometheus_image: str = _key("Prometheus image.", "prom/prometheus:v2.53.0")
+    prometheus_retention: str = _key("How long Prometheus keeps samples (its data volume).", "15d")
+    prometheus_host_port: Optional[int] = _key("dev only: publish the Prometheus UI on 127.0.0.1:<port>.", 9090, default=None)
+    scrape_interval: str = _key("How often Prometheus scrapes every target.", "15s")
+    nginx_exporter_image: str = _key("nginx-prometheus-exporter image (reads the gateway's stub_status).", "nginx/nginx-prometheus-exporter:1.3.0")
+    postgres_exporter_image: str = _key("postgres_exporter image, when postgres runs as a container.", "prometheuscommunity/postgres-exporter:v0.15.0")
+    redis_exporter_image: str = _key("redis_exporter image, when redis runs as a container.", "oliver006/redis_exporter:v1.62.0")
+    api_metrics_path: str = _key("Path of the api's Prometheus metrics on its port.", "/metrics")
+    alert_error_rate_percent: float = _key("Alert when more than this % of api requests fail with 5xx (5 min).", 5, gt=0, le=100)
+    alert_latency_p95_seconds: float = _key("Alert when the api's p95 response time exceeds this (5 min).", 2, gt=0)
+    alert_queue_depth: int = _key("Alert when a queue holds more waiting jobs/messages than this (10 min).", 1000, ge=1)
+    alert_memory_percent: float = _key("Alert when an api container uses more than this % of its memory limit (5 min).", 80, gt=0, le=100)
+
+    otel_exporter_endpoint: Optional[str] = _key(
+        "OpenTelemetry OTLP endpoint for traces (OTEL_EXPORTER_OTLP_ENDPOINT); unset: no trace export.",
+        "https://otel-collector.example:4318", default=None,
+    )
+    trace_sample_rate: float = _key("Share of requests traced (OpenTelemetry and Sentry), 0 to 1.", 0.1, ge=0, le=1)
+    sentry_dsn: Optional[SecretStr] = _key("Sentry DSN of the api and workers (SENTRY_DSN).", "https://<key>@o0.ingest.sentry.io/0",
+                                           secret=True, default=None)
+
     # ---- single-field rules -------------------------------------------------------------
 
     @field_validator("name_prefix", "stack")
@@ -304,7 +326,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "api_port", "gateway_http_port", "gateway_https_port",
-        "postgres_host_port", "redis_host_port", "rabbitmq_management_host_port",
+        "postgres_host_port", "redis_host_port", "rabbitmq_management_host_port", "prometheus_host_port",
     )
     @classmethod
     def _port(cls, value: Optional[int]) -> Optional[int]:
@@ -333,7 +355,7 @@ class Settings(BaseModel):
             raise rule("must be a duration such as 15m, 12h or 7d", "15m")
         return value
 
-    @field_validator("api_health_path")
+    @field_validator("api_health_path", "api_metrics_path")
     @classmethod
     def _http_path(cls, value: str) -> str:
         if not re.match(r"^/[A-Za-z0-9._~/-]*$", value):
@@ -377,6 +399,34 @@ class Settings(BaseModel):
     def _nginx_time(cls, value: str) -> str:
         if not NGINX_TIME.match(value):
             raise rule("must be an nginx time such as 500ms, 10s or 1m", "10s")
+        return value
+
+    @field_validator("prometheus_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if not re.match(r"^[1-9][0-9]*(h|d|w|y)$", value):
+            raise rule("must be a duration such as 15d, 12w or 1y", "15d")
+        return value
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _scrape_interval(cls, value: str) -> str:
+        if not re.match(r"^[1-9][0-9]*(s|m)$", value):
+            raise rule("must be a duration such as 15s or 1m", "15s")
+        return value
+
+    @field_validator("otel_exporter_endpoint")
+    @classmethod
+    def _otel_endpoint(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.match(r"^https?://[^\s/$.?#].[^\s]*$", value):
+            raise rule("must be an http(s):// URL", "https://otel-collector.example:4318")
+        return value
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _sentry_dsn(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:
+        if value is not None and not re.match(r"^https://[^@\s]+@[^/\s]+/\d+$", value.get_secret_value()):
+            raise rule("must be a Sentry DSN: https://<key>@<host>/<project id>")
         return value
 
     @field_validator("gateway_client_max_body_size")
@@ -443,7 +493,8 @@ class Settings(BaseModel):
             raise rule(f"{strict} deploys to a remote Docker host: set ssh://user@host", "ssh://deploy@docker-host.example")
         return value
 
-    @field_validator("api_blue_image", "api_green_image", "workers_image", "postgres_image", "redis_image", "rabbitmq_image", "gateway_image")
+    @field_validator("api_blue_image", "api_green_image", "workers_image", "postgres_image", "prometheus_image",
+                     "nginx_exporter_image", "postgres_exporter_image", "redis_exporter_image", "redis_image", "rabbitmq_image", "gateway_image")
     @classmethod
     def _image_reference(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
         if value is None:
@@ -510,7 +561,7 @@ class Settings(BaseModel):
             raise rule("must be 0 or more", 1)
         return value
 
-    @field_validator("postgres_host_port", "redis_host_port", "rabbitmq_management_host_port")
+    @field_validator("postgres_host_port", "redis_host_port", "rabbitmq_management_host_port", "prometheus_host_port")
     @classmethod
     def _no_data_port_in_production(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
         strict = _strict(info)

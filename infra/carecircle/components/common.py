@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 HEALTHCHECK_INTERVAL = "10s"
@@ -35,6 +38,33 @@ class ContainerRuntime:
             "log_opts": {"max-size": self.log_max_size, "max-file": str(self.log_max_files)},
             "labels": [docker.ContainerLabelArgs(label=k, value=v) for k, v in labels.items()],
         }
+
+
+def apply_in_container(
+    name: str,
+    container: docker.Container,
+    container_name: str,
+    script: str,
+    bundle: pulumi.Input[str],
+    docker_host: Optional[str],
+    depends_on: Sequence[pulumi.Resource] = (),
+    parent: Optional[pulumi.Resource] = None,
+    as_root: bool = False,
+) -> command.local.Command:
+    """Pipe a configuration bundle into `script` inside a running container (docker exec), so a
+    configuration change updates this command and never replaces the container. The docker CLI
+    reaches the provider's engine: DOCKER_HOST is docker:host (ssh:// included)."""
+    environment = {"DOCKER_HOST": docker_host} if docker_host else {}
+    user = "-u 0 " if as_root else ""
+    return command.local.Command(
+        name,
+        create=f"docker exec {user}-i {shlex.quote(container_name)} sh -c {shlex.quote(script)}",
+        stdin=bundle,
+        environment=environment,
+        # A new container starts from its bootstrap configuration: apply again.
+        triggers=[container.id],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[container, *depends_on]),
+    )
 
 
 def healthcheck(test: list[str], start_period: str = "30s") -> docker.ContainerHealthcheckArgs:

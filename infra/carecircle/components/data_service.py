@@ -95,6 +95,7 @@ class DataServiceArgs:
 
 class DataService(pulumi.ComponentResource):
     url: pulumi.Output[str]
+    password: pulumi.Output[str]
     container: docker.Container
     volume: docker.Volume
 
@@ -108,6 +109,7 @@ class DataService(pulumi.ComponentResource):
             f"{name}-user", length=12, special=False, upper=False, numeric=False, opts=child
         ).result
         credentials = Credentials(user=user, password=password.result)
+        self.password = pulumi.Output.secret(password.result)
 
         self.volume = docker.Volume(
             f"{name}-data",

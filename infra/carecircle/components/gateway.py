@@ -10,16 +10,14 @@ engine as the provider (DOCKER_HOST = docker:host, ssh:// included).
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
-import pulumi_command as command
 import pulumi_docker as docker
 
 from ..rendering import APPLY_SCRIPT, HOST_MOUNTED_TLS, GatewayPorts, NginxPaths, render_bootstrap_conf
-from .common import ContainerRuntime, healthcheck
+from .common import ContainerRuntime, apply_in_container, healthcheck
 
 
 @dataclass(frozen=True)
@@ -49,14 +47,9 @@ class GatewayArgs:
     paths: NginxPaths = NginxPaths()
 
 
-def apply_command(container_name: str) -> str:
-    """The shell command the stack runs to apply a bundle (on stdin) to the running gateway."""
-    return f"docker exec -i {shlex.quote(container_name)} sh -c {shlex.quote(APPLY_SCRIPT)}"
-
-
 class Gateway(pulumi.ComponentResource):
     container: docker.Container
-    config: command.local.Command
+    config: pulumi.Resource
 
     def __init__(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:gateway:Gateway", name, None, opts)
@@ -89,17 +82,9 @@ class Gateway(pulumi.ComponentResource):
             **args.runtime.container_kwargs("gateway"),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        environment = {"CARECIRCLE_GATEWAY": args.container_name}
-        if args.docker_host:
-            environment["DOCKER_HOST"] = args.docker_host
-        self.config = command.local.Command(
-            f"{name}-config",
-            create=apply_command(args.container_name),
-            stdin=args.bundle,
-            environment=environment,
-            # A new gateway container starts from the bootstrap: apply the configuration again. (A
-            # replaced api container keeps its fixed address, so it needs no reload.)
-            triggers=[self.container.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, *args.upstream_containers]),
+        self.config = apply_in_container(
+            f"{name}-config", self.container, args.container_name, APPLY_SCRIPT, args.bundle, args.docker_host,
+            # Applied only once the api containers exist and are healthy (wait=True).
+            depends_on=args.upstream_containers, parent=self,
         )
         self.register_outputs({"container": self.container.name})
