@@ -128,3 +128,14 @@ def test_diff_against_a_git_revision(two_revisions):
     assert config["carecircle:redisUrl"] not in text  # the secret's value never appears
     old = cli("diff", "--stack", "prod", "--base", "HEAD~1", cwd=two_revisions)
     assert old.returncode == 2 and "cannot be evaluated" in old.stderr
+
+
+def test_report_lists_what_is_monitored_and_alerted(prod_report):
+    monitoring = prod_report["monitoring"]
+    assert monitoring["enabled"] and monitoring["retention"] == "30d"
+    assert {t["job"] for t in monitoring["targets"]} == {"api", "nginx"}
+    assert [a["alert"] for a in monitoring["alerts"]] == ["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage",
+                                                          "TargetDown", "QueueWithoutConsumers"]
+    assert monitoring["tracing"] == {"otlp_endpoint": "https://otel-collector.carecircle.example:4318", "sample_rate": 0.1, "sentry": False}
+    dev = report.build(evaluate_stack("dev"), stack_settings("dev"))
+    assert dev["monitoring"] == {"enabled": False}

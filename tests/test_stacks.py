@@ -330,3 +330,11 @@ def test_containers_get_a_grace_period_to_drain():
     workers = container(prod, "carecircle-prod-workers-1")
     assert (api.inputs["stopSignal"], api.inputs["stopTimeout"], api.inputs["destroyGraceSeconds"]) == ("SIGTERM", 30, 30)
     assert (workers.inputs["stopSignal"], workers.inputs["stopTimeout"], workers.inputs["destroyGraceSeconds"]) == ("SIGTERM", 120, 120)
+
+
+def test_sentry_dsn_is_a_secret_of_api_and_workers():
+    dsn = "https://0123456789abcdef@o1.ingest.sentry.io/42"
+    evaluation = evaluate_stack("staging", secrets={"carecircle:sentryDsn": dsn})
+    for name in ("carecircle-staging-api-blue-1", "carecircle-staging-workers-1"):
+        resource = container(evaluation, name)
+        assert env(resource)["SENTRY_DSN"] == dsn and "envs" in resource.secret_inputs

@@ -66,7 +66,15 @@ def render_alert_rules(settings: Settings) -> str:
         error_ratio=round(settings.alert_error_rate_percent / 100, 6),
         memory_ratio=round(settings.alert_memory_percent / 100, 6),
         api_memory_limit_bytes=settings.api_memory_mb * 1024 * 1024,
+        error_percent=_number(settings.alert_error_rate_percent),
+        latency_seconds=_number(settings.alert_latency_p95_seconds),
+        memory_percent=_number(settings.alert_memory_percent),
     )
+
+
+def _number(value: float) -> str:
+    """5.0 -> "5", 0.5 -> "0.5": thresholds read as an operator wrote them."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 GATEWAY_PORTS = GatewayPorts()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .monitoring import scrape_jobs
 from .offline import DeclaredResource, Evaluation
 from .policy_check import check, load_policies
 from .settings import Settings
@@ -106,6 +107,28 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
             + [{"name": f"carecircle:{key}", "source": "stack config (secret)"} for key in external],
             key=lambda s: s["name"]),
         "policy": {"rules": [p.name for p in policies], "violations": [{"policy": v.policy, "message": v.message} for v in violations]},
+        "monitoring": _monitoring(settings),
+    }
+
+
+def _monitoring(settings: Settings) -> dict[str, Any]:
+    if not settings.monitoring_enabled:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "retention": settings.prometheus_retention,
+        "scrape_interval": settings.scrape_interval,
+        "targets": [{"job": job.name, "targets": [t for group in job.groups for t in group.targets]} for job in scrape_jobs(settings)],
+        "alerts": [
+            {"alert": "HighErrorRate", "when": f"more than {settings.alert_error_rate_percent:g}% of api requests answer 5xx for 5 min"},
+            {"alert": "SlowResponses", "when": f"api p95 response time above {settings.alert_latency_p95_seconds:g} s for 5 min"},
+            {"alert": "QueueBacklog", "when": f"a queue holds more than {settings.alert_queue_depth} waiting jobs for 10 min"},
+            {"alert": "HighMemoryUsage", "when": f"an api container above {settings.alert_memory_percent:g}% of its {settings.api_memory_mb} MB for 5 min"},
+            {"alert": "TargetDown", "when": "a scrape target is down for 2 min"},
+            {"alert": "QueueWithoutConsumers", "when": "a RabbitMQ queue has no consumer for 5 min"},
+        ],
+        "tracing": {"otlp_endpoint": settings.otel_exporter_endpoint, "sample_rate": settings.trace_sample_rate,
+                    "sentry": settings.sentry_dsn is not None},
     }
 
 
@@ -188,6 +211,19 @@ def markdown(report: dict[str, Any]) -> str:
     out += [f"| {s['name']} | {s['source']} |" for s in report["secrets"]]
     out += ["", "## Gateway routes", "", "| path prefix | service | strip prefix |", "|---|---|---|"]
     out += [f"| {_code(r['path'])} | {r['service']} | {'yes' if r['strip_prefix'] else 'no'} |" for r in g["routes"]]
+    out += ["", "## Monitoring", ""]
+    monitoring = report["monitoring"]
+    if not monitoring["enabled"]:
+        out.append("Off in this stack (`carecircle:monitoringEnabled`).")
+    else:
+        out.append(f"Prometheus (retention {monitoring['retention']}, every {monitoring['scrape_interval']}) scrapes:")
+        out.append("")
+        out += [f"- **{t['job']}**: " + ", ".join(_code(x, in_table=False) for x in t["targets"]) for t in monitoring["targets"]]
+        out += ["", "| alert | fires when |", "|---|---|"]
+        out += [f"| {a['alert']} | {a['when']} |" for a in monitoring["alerts"]]
+        tracing = monitoring["tracing"]
+        out += ["", f"Traces: {'OTLP to ' + _code(tracing['otlp_endpoint']) if tracing['otlp_endpoint'] else 'not exported'}, "
+                f"sample rate {tracing['sample_rate']:g}; Sentry: {'on (DSN from stack secrets)' if tracing['sentry'] else 'off'}."]
     out += ["", "## Policy", ""]
     violations = report["policy"]["violations"]
     if violations:
