@@ -86,3 +86,28 @@ def test_gateway_without_https_in_prod(stacks):
     gateway = next(r for r in stacks["prod"].resources if r.inputs.get("name") == "carecircle-prod-gateway")
     http_only = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8443]
     assert fired(broken(stacks["prod"], "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
+
+
+def test_the_pack_serves_every_rule_as_the_pulumi_cli_loads_it():
+    """Run policy/__main__.py the way `pulumi preview --policy-pack policy` does: it prints the port of
+    its analyzer; ask the analyzer what it enforces."""
+    import subprocess
+    import sys
+
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    from conftest import REPO_ROOT
+
+    process = subprocess.Popen([sys.executable, "__main__.py"], cwd=REPO_ROOT / "policy", stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            info = analyzer_pb2_grpc.AnalyzerStub(channel).GetAnalyzerInfo(empty_pb2.Empty(), timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert info.name == "carecircle"
+    assert {p.name for p in info.policies} == {p.name for p in load_policies().POLICIES}
+    assert all(p.enforcementLevel == 1 for p in info.policies)  # mandatory
