@@ -135,6 +135,16 @@ def client_context(minimum=None, maximum=None, alpn=None) -> ssl.SSLContext:
     return context
 
 
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 10) -> None:
+    """Until `process` accepts connections on 127.0.0.1:port (bounded; fails if it exits)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        assert process.poll() is None and time.monotonic() < deadline, f"{process.args[0]} did not start"
+        time.sleep(0.05)
+
+
 @dataclass
 class RunningGateway:
     directory: Path
@@ -204,12 +214,7 @@ def running_gateway(directory: Path, settings: Settings, upstreams: list[str]) -
     process = subprocess.Popen([NGINX, "-e", "stderr", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ports.http), timeout=1):
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
+        wait_for_port(ports.http, process)
         yield RunningGateway(directory, ports, settings.gateway_server_name)
     finally:
         process.terminate()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import socket
 import statistics
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from typing import Iterator, Optional
 
 from carecircle.rendering import APPLY_SCRIPT, GatewayPorts, NginxPaths, gateway_bundle, render_bootstrap_conf, render_nginx_conf
 from carecircle.settings import Settings
-from nginx_harness import NGINX, free_port, settings_for, stub_upstreams
+from nginx_harness import NGINX, free_port, settings_for, stub_upstreams, wait_for_port
 
 ENV = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
 
@@ -39,13 +38,13 @@ class SwitchableGateway:
                                  ports=self.ports, paths=self.paths, tls_files=None)
         return gateway_bundle(self.paths, conf)
 
-    def apply(self, bundle: str) -> subprocess.CompletedProcess:
+    def apply_bundle(self, bundle: str) -> subprocess.CompletedProcess:
         """Exactly what the stack's pulumi-command runs inside the gateway container."""
         return subprocess.run(["sh", "-c", APPLY_SCRIPT], input=bundle, capture_output=True, text=True, timeout=60,
                               env={**ENV, "CARECIRCLE_NGINX_DIR": self.paths.config_dir})
 
     def switch(self, active: str) -> subprocess.CompletedProcess:
-        return self.apply(self.render(active))
+        return self.apply_bundle(self.render(active))
 
     @property
     def master_pid(self) -> int:
@@ -66,12 +65,7 @@ def switchable_gateway(directory: Path, replicas: int = 2, stack: str = "dev") -
         process = subprocess.Popen([NGINX, "-e", "stderr", "-c", paths.active_conf, "-g", "daemon off;"],
                                    stdout=subprocess.DEVNULL, stderr=None, env=ENV)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ports.http), timeout=1):
-                    break
-                assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
+            wait_for_port(ports.http, process)
             yield SwitchableGateway(settings, paths, ports, {"blue": list(blue), "green": list(green)}, process)
         finally:
             process.terminate()

@@ -40,7 +40,7 @@ def test_switching_under_load_loses_nothing_for_retrying_clients(tmp_path):
 def test_a_config_that_fails_nginx_t_keeps_the_old_pool_and_fails_loudly(tmp_path):
     with switchable_gateway(tmp_path) as gateway:
         assert gateway.switch("blue").returncode == 0
-        broken = gateway.apply(gateway.render("green", broken_upstream="api-green-1.unresolvable.invalid:3000"))
+        broken = gateway.apply_bundle(gateway.render("green", broken_upstream="api-green-1.unresolvable.invalid:3000"))
         assert broken.returncode == 1
         assert "failed nginx -t; still serving the previous one" in broken.stderr
         assert "unresolvable.invalid" in broken.stderr  # nginx's own reason, shown to the operator

@@ -172,7 +172,7 @@ def rules_loaded(port):
     return sorted(rule["name"] for group in groups for rule in group["rules"])
 
 
-def apply(conf, port, bundle):
+def apply_prometheus_bundle(conf, port, bundle):
     return subprocess.run(["sh", "-c", APPLY_SCRIPT], input=bundle, capture_output=True, text=True, timeout=60,
                           env={**ENV, "CARECIRCLE_PROMETHEUS_DIR": str(conf), "CARECIRCLE_PROMETHEUS_PORT": str(port)})
 
@@ -180,13 +180,13 @@ def apply(conf, port, bundle):
 def test_config_and_rules_are_applied_in_place_and_a_bad_one_is_refused(tmp_path):
     with running_prometheus(tmp_path) as (port, conf):
         assert rules_loaded(port) == []
-        applied = apply(conf, port, prometheus_bundle(stack_settings("prod")))
+        applied = apply_prometheus_bundle(conf, port, prometheus_bundle(stack_settings("prod")))
         assert applied.returncode == 0, applied.stderr
         assert rules_loaded(port) == sorted(["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage",
                                              "TargetDown", "QueueWithoutConsumers"])
         from carecircle.rendering import tar_bundle
         broken = tar_bundle({"prometheus.yml": render_prometheus_config(stack_settings("prod")),
                              "alerts.yml": "groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: rate(\n"}, mode=0o644)
-        refused = apply(conf, port, broken)
+        refused = apply_prometheus_bundle(conf, port, broken)
         assert refused.returncode == 1 and "still using the previous one" in refused.stderr
         assert len(rules_loaded(port)) == 6  # the running rules are untouched

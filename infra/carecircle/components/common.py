@@ -67,6 +67,20 @@ def apply_in_container(
     )
 
 
+def data_volume(name: str, volume_name: str, runtime: ContainerRuntime, protect: bool, parent: pulumi.Resource) -> docker.Volume:
+    """A named volume holding data. In staging/prod it is protected and retained, so `pulumi destroy`
+    or an accidental replacement cannot delete it; its labels tell the policy pack where it runs."""
+    return docker.Volume(
+        name,
+        name=volume_name,
+        labels=[
+            docker.VolumeLabelArgs(label="com.carecircle.stack", value=runtime.stack),
+            docker.VolumeLabelArgs(label="com.carecircle.environment", value=runtime.environment),
+        ],
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect),
+    )
+
+
 def healthcheck(test: list[str], start_period: str = "30s") -> docker.ContainerHealthcheckArgs:
     return docker.ContainerHealthcheckArgs(
         tests=test,

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from .common import ContainerRuntime, healthcheck
+from .common import ContainerRuntime, data_volume, healthcheck
 
 
 @dataclass(frozen=True)
@@ -111,16 +111,7 @@ class DataService(pulumi.ComponentResource):
         credentials = Credentials(user=user, password=password.result)
         self.password = pulumi.Output.secret(password.result)
 
-        self.volume = docker.Volume(
-            f"{name}-data",
-            name=args.volume_name,
-            labels=[
-                docker.VolumeLabelArgs(label="com.carecircle.stack", value=args.runtime.stack),
-                docker.VolumeLabelArgs(label="com.carecircle.environment", value=args.runtime.environment),
-            ],
-            # Staging/prod data must survive `pulumi destroy` and an accidental replace.
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect_volume, retain_on_delete=args.protect_volume),
-        )
+        self.volume = data_volume(f"{name}-data", args.volume_name, args.runtime, args.protect_volume, self)
         ports = (
             [docker.ContainerPortArgs(internal=args.published_port[0], external=args.published_port[1], ip="127.0.0.1")]
             if args.published_port

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_docker as docker
 
 from ..monitoring import APPLY_SCRIPT, BOOTSTRAP_CONFIG, CONFIG_PATH, POSTGRES_EXPORTER_PORT, PROMETHEUS_PORT
-from .common import ContainerRuntime, apply_in_container, healthcheck
+from .common import ContainerRuntime, apply_in_container, data_volume, healthcheck
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,7 @@ class Monitoring(pulumi.ComponentResource):
             )
             for spec in args.exporters
         ]
-        self.volume = docker.Volume(
-            f"{name}-prometheus-data",
-            name=args.volume_name,
-            labels=[
-                docker.VolumeLabelArgs(label="com.carecircle.stack", value=args.runtime.stack),
-                docker.VolumeLabelArgs(label="com.carecircle.environment", value=args.runtime.environment),
-            ],
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect_volume, retain_on_delete=args.protect_volume),
-        )
+        self.volume = data_volume(f"{name}-prometheus-data", args.volume_name, args.runtime, args.protect_volume, self)
         self.prometheus = docker.Container(
             f"{name}-prometheus",
             name=args.prometheus_name,
