@@ -17,7 +17,7 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from .offline import DeclaredResource, Evaluation
+from .offline import DeclaredResource
 from .stackfiles import REPO_ROOT
 
 
@@ -69,7 +69,3 @@ def check(resources: list[DeclaredResource], config: dict[str, dict] | None = No
         else:
             policy.validate(StackValidationArgs(policy_resources, policy_config), report)
     return violations
-
-
-def check_evaluation(evaluation: Evaluation) -> list[Violation]:
-    return check(evaluation.resources)

@@ -79,10 +79,6 @@ def _strict(info: ValidationInfo) -> Optional[str]:
     return environment if environment in STRICT_ENVIRONMENTS else None
 
 
-def _field_is_set(info: ValidationInfo, field: str) -> bool:
-    return info.data.get(field) is not None
-
-
 class Route(BaseModel):
     """One gateway route: a path prefix forwarded to an app service."""
 
