@@ -31,35 +31,20 @@ from nginx_harness import free_port, make_certificate, settings_for  # noqa: E40
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REPLICAS = 3
 
-STUB = """
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-    client_body_temp_path {d}/cb; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
-    access_log off;
-    keepalive_requests 100000;
-{servers}
-}}
-"""
-STUB_SERVER = """    server {{ listen 127.0.0.1:{port}; location / {{ default_type application/json; return 200 '{{"ok":true}}'; }} }}"""
+def nginx_conf(directory: Path, workers: str, body: str) -> str:
+    """A minimal unprivileged nginx.conf around `body` (the http-level directives and servers)."""
+    d = directory
+    return (f"worker_processes {workers};\npid {d}/nginx.pid;\nerror_log stderr warn;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{\n    client_body_temp_path {d}/cb; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; "
+            f"uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n    access_log off;\n{body}\n}}\n")
 
-NAIVE = """
-worker_processes auto;
-pid {d}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-    client_body_temp_path {d}/cb; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
-    access_log off;
-    upstream api {{
+
+STUB_SERVER = """    server {{ listen 127.0.0.1:{port}; location / {{ default_type application/json; return 200 '{{"ok":true}}'; }} }}"""
+NAIVE_BODY = """    upstream api {{
 {servers}
     }}
-    server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://api; }} }}
-}}
-"""
-
+    server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://api; }} }}"""
 
 def start_nginx(directory: Path, conf: str) -> subprocess.Popen:
     directory.mkdir(parents=True, exist_ok=True)
@@ -104,8 +89,8 @@ def main() -> None:
         work = Path(tmp)
         try:
             stub_ports = [free_port() for _ in range(REPLICAS)]
-            processes.append(start_nginx(work / "stub", STUB.format(
-                d=work / "stub", servers="\n".join(STUB_SERVER.format(port=p) for p in stub_ports))))
+            stub_body = "    keepalive_requests 100000;\n" + "\n".join(STUB_SERVER.format(port=p) for p in stub_ports)
+            processes.append(start_nginx(work / "stub", nginx_conf(work / "stub", "1", stub_body)))
             upstreams = {"api": [f"127.0.0.1:{p}" for p in stub_ports]}
             # The prod profile; allow-listed so the rate limit does not throttle the load generator,
             # and served as "localhost" so wrk's SNI matches the certificate's server.
@@ -122,8 +107,8 @@ def main() -> None:
                 processes.append(start_nginx(directory, conf))
                 gateway_urls[f"(b) prod gateway {label.upper()}"] = f"{label}://localhost:{ports.https if tls else ports.http}/api/ping"
             naive_port = free_port()
-            processes.append(start_nginx(work / "naive", NAIVE.format(
-                d=work / "naive", port=naive_port, servers="\n".join(f"        server {u};" for u in upstreams["api"]))))
+            naive_body = NAIVE_BODY.format(port=naive_port, servers="\n".join(f"        server {u};" for u in upstreams["api"]))
+            processes.append(start_nginx(work / "naive", nginx_conf(work / "naive", "auto", naive_body)))
 
             targets = {"(a) upstream direct": f"http://127.0.0.1:{stub_ports[0]}/api/ping",
                        **gateway_urls,

@@ -16,18 +16,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Optional
 
+from carecircle.offline import stack_settings
 from carecircle.rendering import GatewayPorts, NginxPaths, TlsFiles, render_nginx_conf
-from carecircle.settings import Settings, parse_settings
-from carecircle.stackfiles import cli_string, load_stack_config
+from carecircle.settings import Settings
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def settings_for(stack: str, overrides: Optional[dict] = None) -> Settings:
-    _, config, secret_keys = load_stack_config(stack)
-    for key, value in (overrides or {}).items():
-        config[key] = cli_string(value)
-    return parse_settings(stack, config, secret_keys)
+    return stack_settings(stack, overrides=overrides)
 
 
 def free_port() -> int:

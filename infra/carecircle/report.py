@@ -13,7 +13,7 @@ from typing import Any
 from .monitoring import scrape_jobs
 from .offline import DeclaredResource, Evaluation
 from .policy_check import check, load_policies
-from .settings import Settings
+from .settings import SECRET_FIELDS, Settings
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -75,10 +75,7 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
     mounted_by = {v: name for name, cs in services.items() for c in cs for v in (x.get("volumeName") for x in c.inputs.get("volumes", [])) if v}
     violations = sorted(check(evaluation.resources), key=lambda v: (v.policy, v.message))
     policies = load_policies().POLICIES
-    external = sorted(k for k in ("databaseUrl", "redisUrl", "rabbitmqUrl", "jwtSecret", "gatewayTlsCertificate", "gatewayTlsKey")
-                      if getattr(settings, {"databaseUrl": "database_url", "redisUrl": "redis_url", "rabbitmqUrl": "rabbitmq_url",
-                                            "jwtSecret": "jwt_secret", "gatewayTlsCertificate": "gateway_tls_certificate",
-                                            "gatewayTlsKey": "gateway_tls_key"}[k]) is not None)
+    external = sorted(Settings.model_fields[name].alias for name in SECRET_FIELDS if getattr(settings, name) is not None)
     return {
         "stack": evaluation.stack,
         "environment": settings.environment,

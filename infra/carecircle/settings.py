@@ -323,6 +323,7 @@ class Settings(BaseModel):
     @field_validator(
         "api_port", "gateway_http_port", "gateway_https_port",
         "postgres_host_port", "redis_host_port", "rabbitmq_management_host_port", "prometheus_host_port",
+        "gateway_preview_port",
     )
     @classmethod
     def _port(cls, value: Optional[int]) -> Optional[int]:
@@ -543,12 +544,6 @@ class Settings(BaseModel):
             raise rule(f"must be a private subnet of /{EDGE_MAX_PREFIX} or larger", "172.30.0.0/24")
         return value
 
-    @field_validator("gateway_preview_port")
-    @classmethod
-    def _preview_port(cls, value: Optional[int]) -> Optional[int]:
-        if value is not None and not 1 <= value <= 65535:
-            raise rule("must be a port number between 1 and 65535", 8081)
-        return value
 
     @field_validator("workers_replicas")
     @classmethod
