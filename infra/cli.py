@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
-from carecircle import diffing, reference
-from carecircle import report as environment_report
+from carecircle.audit import diffing, reference
+from carecircle.audit import report as environment_report
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.settings import ConfigError
 from carecircle.stackfiles import REPO_ROOT, StackFileError

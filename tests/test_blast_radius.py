@@ -3,8 +3,8 @@ no release step, switch, route/limit/CORS or certificate change replaces or rest
 
 import pytest
 
-from carecircle import blast_radius
-from carecircle.changes import action_for, by_action, compare, live_changes
+from carecircle.audit import blast_radius
+from carecircle.audit.changes import action_for, by_action, compare, live_changes
 from carecircle.offline import evaluate_stack
 
 

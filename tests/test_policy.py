@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
+from carecircle.audit.policy_check import check, load_policies
 from carecircle.offline import evaluate_stack
-from carecircle.policy_check import check, load_policies
 
 
 def broken(evaluation, docker_name=None, name=None, **changes):

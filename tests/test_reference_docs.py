@@ -1,6 +1,6 @@
 """The committed config reference and JSON Schema match the settings model and stack files."""
 
-from carecircle import reference
+from carecircle.audit import reference
 from conftest import REPO_ROOT
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from carecircle import report
+from carecircle.audit import report
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.stackfiles import load_stack_config
 from conftest import REPO_ROOT

@@ -29,7 +29,6 @@ class DeclaredResource:
     type: str
     name: str
     urn: str
-    custom: bool
     inputs: dict[str, Any]
     secret_inputs: set[str]  # top-level input names whose value is (or holds) a secret
     parent: str
@@ -37,6 +36,8 @@ class DeclaredResource:
     retain_on_delete: bool
     delete_before_replace: bool
     dependencies: list[str]
+    # The provider reference ("<provider urn>::<id>"); empty for the default provider of its package.
+    provider: str = ""
 
 
 @dataclass
@@ -134,7 +135,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 type=request.type,
                 name=request.name,
                 urn=response.urn,
-                custom=request.custom,
                 inputs=inputs,
                 secret_inputs=secret_inputs,
                 parent=request.parent,
@@ -142,6 +142,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=request.retainOnDelete,
                 delete_before_replace=request.deleteBeforeReplace,
                 dependencies=list(request.dependencies),
+                provider=request.provider,
             ))
         return response
 

@@ -18,24 +18,18 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_SCHEMA_KEYS = {"type", "description", "default", "value", "secret", "items"}
 
-# Fakes that satisfy the settings' and policies' checks (URL schemes, PEM markers, strong-looking
-# passwords). {tag} is derived from the ciphertext, so a changed secure value is a changed secret.
-FAKE_SECRETS = {
-    "carecircle:databaseUrl": "postgresql://fake:fake-{tag}@db.fake.invalid:5432/carecircle?sslmode=require",
-    "carecircle:redisUrl": "rediss://default:fake-{tag}@redis.fake.invalid:6379",
-    "carecircle:rabbitmqUrl": "amqps://fake:fake-{tag}@mq.fake.invalid/carecircle",
-    "carecircle:gatewayTlsCertificate": "-----BEGIN CERTIFICATE-----\nZmFrZS{tag}\n-----END CERTIFICATE-----\n",
-    "carecircle:gatewayTlsKey": "-----BEGIN PRIVATE KEY-----\nZmFrZS{tag}\n-----END PRIVATE KEY-----\n",
-}
-
-
 class StackFileError(Exception):
     """A stack that does not exist or a YAML file that cannot be read."""
 
 
 def fake_secret(key: str, ciphertext: str = "") -> str:
+    """A well-formed stand-in for a `secure:` value, of the key's own kind (a URL for a URL key, PEM
+    for a certificate, ...), so a faked stack validates. The tag comes from the ciphertext: a changed
+    secure value is a changed secret."""
+    from .settings.loading import fake_template
+
     tag = hashlib.sha256(f"{key}:{ciphertext}".encode()).hexdigest()[:24]
-    return FAKE_SECRETS.get(key, "fake-{tag}{tag}").format(tag=tag)
+    return fake_template(key).format(tag=tag)
 
 
 def cli_string(value: Any) -> str:

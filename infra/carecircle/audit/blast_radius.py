@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..offline import evaluate_stack
 from .changes import ResourceChange, by_action, compare
-from .offline import evaluate_stack
 
 NEW_IMAGE = "ghcr.io/carecircle/api:1.1.0"
 OTHER_PEM = {

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .monitoring import scrape_jobs
-from .offline import DeclaredResource, Evaluation
+from ..monitoring import scrape_jobs
+from ..offline import DeclaredResource, Evaluation
+from ..settings import SECRET_FIELDS, Settings
 from .policy_check import check, load_policies
-from .settings import SECRET_FIELDS, Settings
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"

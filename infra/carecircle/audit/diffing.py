@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..offline import DeclaredResource, Evaluation
+from ..stackfiles import REPO_ROOT
 from .changes import ResourceChange, compare, describe, live_changes
-from .offline import DeclaredResource, Evaluation
-from .stackfiles import REPO_ROOT
 
 
 class RevisionError(Exception):
@@ -60,7 +60,7 @@ def from_snapshot(items: list[dict[str, Any]], normalize: bool) -> Evaluation:
     for item in items:
         inputs = _normalize(item["inputs"], item["stack"]) if normalize else item["inputs"]
         evaluation.resources.append(DeclaredResource(
-            type=item["type"], name=item["name"], urn=item["key"], custom=True, inputs=inputs,
+            type=item["type"], name=item["name"], urn=item["key"], inputs=inputs,
             secret_inputs=set(item["secret_inputs"]), parent="", protect=item["protect"], retain_on_delete=False,
             delete_before_replace=False, dependencies=[],
         ))

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .offline import DeclaredResource, Evaluation
+from ..offline import DeclaredResource, Evaluation
 
 Action = Literal["create", "delete", "replace", "update", "no live change"]
 

@@ -17,8 +17,8 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from .offline import DeclaredResource
-from .stackfiles import REPO_ROOT
+from ..offline import DeclaredResource
+from ..stackfiles import REPO_ROOT
 
 
 @dataclass(frozen=True)

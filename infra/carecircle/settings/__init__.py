@@ -1,0 +1,24 @@
+"""Typed settings for one CareCircle stack: the only package that reads Pulumi config.
+
+    types.py       reusable value types (ports, names, nginx times, images, URLs, secrets)
+    base.py        how keys and cross-key rules are declared
+    runtime.py     identity, Docker host, container defaults, edge network
+    apps.py        api pools and workers
+    data.py        postgres, redis, rabbitmq
+    gateway.py     the nginx gateway
+    monitoring.py  Prometheus, alerts, tracing
+    model.py       the composed Settings and the rules across sections
+    loading.py     reading the CLI's config, binding the environment, reporting every problem
+    errors.py      the error message and its fix commands
+"""
+
+from .apps import COLORS, Color
+from .errors import DOCKER_HOST_KEY, NAMESPACE, ConfigError, ConfigProblem, full_key
+from .loading import SECRET_FIELDS, environment_of_stack, load_settings, parse_settings
+from .model import Settings
+from .types import STRICT_ENVIRONMENTS
+
+__all__ = [
+    "COLORS", "Color", "ConfigError", "ConfigProblem", "DOCKER_HOST_KEY", "NAMESPACE", "SECRET_FIELDS", "STRICT_ENVIRONMENTS",
+    "Settings", "environment_of_stack", "full_key", "load_settings", "parse_settings",
+]

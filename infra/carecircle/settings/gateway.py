@@ -1,0 +1,188 @@
+"""The nginx gateway: routes, TLS, limits, client address, CORS."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Iterator, Literal, Optional
+
+from pydantic import BeforeValidator
+
+from .base import Environment, Section, Violation, cross_rule, key
+from .types import (
+    CERTIFICATE,
+    PRIVATE_KEY,
+    Cidr,
+    ConfigBool,
+    HostName,
+    HostPath,
+    ImageRef,
+    IPv4Address,
+    Port,
+    config_int,
+    covers_everyone,
+    nginx_size,
+    nginx_time,
+    pattern,
+    rule,
+    secret,
+)
+
+# A year: the HSTS preload list's floor, and what a production site should promise at least.
+PROD_MIN_HSTS_MAX_AGE = 31_536_000
+ROUTES_EXAMPLE = '[{"path":"/api/","service":"api"}]'
+CORS_EXAMPLE = "https://app.carecircle.example"
+RESERVED_PATHS = ("/", "/health/", "/ready/", "/live/")
+
+
+def _top_level_alternation(regex: str) -> bool:
+    """Whether `a|b` splits the whole pattern (so `^a|b$` anchors neither side fully)."""
+    depth, in_class, escaped = 0, False, False
+    for char in regex:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return True
+    return False
+
+
+def _cors_origin(value: Any) -> str:
+    text = pattern(r"[\x21-\x7e]+", "must be an origin", CORS_EXAMPLE)(value)
+    if not text.startswith("~"):
+        if not re.fullmatch(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?", text):
+            raise rule(f"{text!r} is not an origin such as https://app.carecircle.example (no path, no *)", CORS_EXAMPLE)
+        return text
+    regex = text[1:]
+    if not (regex.startswith(("^https://", "^http://", "^https?://")) and regex.endswith("$")):
+        raise rule(f"pattern {text!r} must be anchored: start with ~^https:// and end with $", "~^https://[a-z0-9-]+\\\\.carecircle\\\\.example$")
+    if not re.fullmatch(r"[A-Za-z0-9.:/\\\[\]()?*+^$|-]+", regex):
+        raise rule(f"pattern {text!r} may hold only what an origin can (letters, digits, '.', ':', '/', '-') and regex operators "
+                   "(no quotes, spaces, ';' or braces)", CORS_EXAMPLE)
+    if _top_level_alternation(regex):
+        raise rule(f"pattern {text!r} has a top-level '|': ^a|b$ anchors neither side; group it: ~^https://(a|b)$", CORS_EXAMPLE)
+    try:
+        re.compile(regex)
+    except re.error:
+        raise rule(f"pattern {text!r} is not a valid regular expression", CORS_EXAMPLE) from None
+    return text
+
+
+CorsOrigin = Annotated[str, BeforeValidator(_cors_origin)]
+RoutePath = Annotated[str, BeforeValidator(pattern(
+    r"/(?:[A-Za-z0-9._~-]+/)*", "must start and end with '/' and hold only URL-safe characters", "/api/", "path"))]
+ProxyConnectTimeout = nginx_time(75, "3s")  # nginx: "usually cannot exceed 75 seconds"
+ClientTimeout = nginx_time(300, "10s")
+UpstreamTimeout = nginx_time(3600, "60s")
+BodySize = nginx_size(1024 * 1024 * 1024, "1m")
+RatePerSecond = config_int(1, 100_000, 10)
+Burst = config_int(0, 100_000, 20)
+MaxFails = config_int(1, 100, 3)
+HstsMaxAge = config_int(0, 2**31 - 1, 63072000)
+Certificate = secret(CERTIFICATE)
+PrivateKey = secret(PRIVATE_KEY)
+
+
+class Route(Section):
+    """One gateway route: a path prefix forwarded to an app service."""
+
+    path: RoutePath = key("Path prefix, starting and ending with '/' (so '/api/' never matches '/apifoo').", "/api/")
+    service: Literal["api"] = key("App service that serves the prefix.", "api")
+    strip_prefix: ConfigBool = key("Forward '/api/x' as '/x' instead of '/api/x'.", False, default=False)
+
+
+class GatewaySettings(Section):
+    gateway_image: ImageRef = key("Nginx image of the gateway.", "nginx:1.30-alpine")
+    gateway_preview_port: Optional[Port] = key(
+        "Host port on 127.0.0.1 where the gateway serves the idle api pool, to verify a release before the switch.", 8081, default=None)
+    gateway_worker_shutdown_timeout: UpstreamTimeout = key(
+        "After a reload, how long old nginx workers may finish in-flight requests (and WebSockets).", "30s")
+    gateway_bind_address: IPv4Address = key("Host address the gateway publishes on (127.0.0.1 in dev).", "0.0.0.0")
+    gateway_http_port: Port = key("Host port for HTTP.", 80)
+    gateway_https_port: Port = key("Host port for HTTPS (used when gatewayTls is true).", 443)
+    gateway_server_name: HostName = key("Public host name of the gateway.", "api.carecircle.example")
+    gateway_routes: list[Route] = key(
+        "Routes: list of {path, service, stripPrefix}. /health, /ready and /live always reach the api.", [{"path": "/api/", "service": "api"}])
+    gateway_tls: ConfigBool = key("Serve HTTPS (required in staging/prod).", True)
+    gateway_tls_certificate: Optional[Certificate] = key("PEM certificate chain, when not read from gatewayTlsCertificatePath.", "<PEM>", default=None)
+    gateway_tls_key: Optional[PrivateKey] = key("PEM private key, when not read from gatewayTlsKeyPath.", "<PEM>", default=None)
+    gateway_tls_certificate_path: Optional[HostPath] = key(
+        "Path of the certificate chain on the Docker host (mounted read-only).", "/etc/carecircle/tls/fullchain.pem", default=None)
+    gateway_tls_key_path: Optional[HostPath] = key(
+        "Path of the private key on the Docker host (mounted read-only).", "/etc/carecircle/tls/privkey.pem", default=None)
+    gateway_tls_profile: Literal["modern", "intermediate"] = key(
+        "Mozilla TLS profile: modern (TLS 1.3 only) or intermediate (TLS 1.2 + 1.3).", "intermediate")
+    gateway_hsts_max_age: HstsMaxAge = key(f"Strict-Transport-Security max-age in seconds (TLS only; prod: at least {PROD_MIN_HSTS_MAX_AGE}).", 63072000)
+    gateway_rate_limit_per_second: RatePerSecond = key("Requests per second per client IP.", 10)
+    gateway_rate_limit_burst: Burst = key("Requests a client may send above the rate before getting 429.", 20)
+    gateway_rate_limit_allowlist: list[Cidr] = key("CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"])
+    gateway_trusted_proxies: list[Cidr] = key(
+        "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed (e.g. a load balancer).", ["10.0.0.0/8"])
+    gateway_client_max_body_size: BodySize = key("Largest request body (413 above it), e.g. 1m.", "1m")
+    gateway_client_header_timeout: ClientTimeout = key("Time to receive the request headers.", "10s")
+    gateway_client_body_timeout: ClientTimeout = key("Time between two reads of the request body.", "10s")
+    gateway_proxy_connect_timeout: ProxyConnectTimeout = key("Time to connect to an api replica.", "3s")
+    gateway_proxy_read_timeout: UpstreamTimeout = key("Time between two reads from an api replica (also WebSocket idle).", "60s")
+    gateway_upstream_max_fails: MaxFails = key("Failures within gatewayUpstreamFailTimeout that take a replica out.", 3)
+    gateway_upstream_fail_timeout: UpstreamTimeout = key("Window for max fails, and how long a failed replica stays out.", "10s")
+    gateway_cors_origins: list[CorsOrigin] = key(
+        "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).", ["https://app.carecircle.example"])
+    gateway_cors_allow_credentials: ConfigBool = key(
+        "Send Access-Control-Allow-Credentials to allowed origins (the origin is echoed, never *).", False)
+
+    @cross_rule
+    def _tls_in_production(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and not self.gateway_tls:
+            yield Violation("gateway_tls", f"{environment.strict} serves HTTPS only", True)
+
+    @cross_rule
+    def _certificate_and_key(self, environment: Environment) -> Iterator[Violation]:
+        if not self.gateway_tls:
+            return
+        pem = (self.gateway_tls_certificate is not None, self.gateway_tls_key is not None)
+        path = (self.gateway_tls_certificate_path is not None, self.gateway_tls_key_path is not None)
+        if any(pem) and any(path):
+            yield Violation("gateway_tls_certificate_path", "give the certificate either as PEM secrets or as host paths, not both", "")
+        elif not (all(pem) or all(path)):
+            missing = ("gateway_tls_key" if pem[0] else "gateway_tls_certificate" if pem[1]
+                       else "gateway_tls_key_path" if path[0] else "gateway_tls_certificate_path" if path[1] else "gateway_tls_certificate")
+            yield Violation(missing, "TLS needs a certificate and its key: both PEM secrets (gatewayTlsCertificate, gatewayTlsKey) "
+                                     "or both host paths")
+
+    @cross_rule
+    def _distinct_ports(self, environment: Environment) -> Iterator[Violation]:
+        if self.gateway_tls and self.gateway_https_port == self.gateway_http_port:
+            yield Violation("gateway_https_port", "must differ from gatewayHttpPort", 443 if self.gateway_http_port != 443 else 8443)
+
+    @cross_rule
+    def _hsts_in_prod(self, environment: Environment) -> Iterator[Violation]:
+        if environment.name == "prod" and self.gateway_tls and self.gateway_hsts_max_age < PROD_MIN_HSTS_MAX_AGE:
+            yield Violation("gateway_hsts_max_age", f"prod promises HTTPS for at least a year: at least {PROD_MIN_HSTS_MAX_AGE}", 63072000)
+
+    @cross_rule
+    def _trust_is_not_for_everyone(self, environment: Environment) -> Iterator[Violation]:
+        for field in ("gateway_trusted_proxies", "gateway_rate_limit_allowlist"):
+            if environment.strict and covers_everyone(getattr(self, field)):
+                yield Violation(field, f"covers every address: in {environment.strict} that would trust (or exempt) any client; "
+                                       "list the load balancers' or monitors' own CIDRs", '["10.0.0.0/8"]')
+
+    @cross_rule
+    def _credentials_need_origins(self, environment: Environment) -> Iterator[Violation]:
+        if self.gateway_cors_allow_credentials and not self.gateway_cors_origins:
+            yield Violation("gateway_cors_allow_credentials", "credentials need an explicit list of origins in gatewayCorsOrigins", False)
+
+    @cross_rule
+    def _distinct_routes(self, environment: Environment) -> Iterator[Violation]:
+        paths = [route.path for route in self.gateway_routes]
+        if len(set(paths)) != len(paths):
+            yield Violation("gateway_routes", "route paths must be distinct", ROUTES_EXAMPLE)
+        if set(RESERVED_PATHS) & set(paths):
+            yield Violation("gateway_routes", "'/', /health/, /ready/ and /live/ are routed by the gateway itself", ROUTES_EXAMPLE)

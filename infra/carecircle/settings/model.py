@@ -1,0 +1,47 @@
+"""The composed Settings: every section's keys, flat, plus the rules that span sections."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from .apps import AppSettings
+from .base import Environment, Section, Violation, cross_rule
+from .data import DataSettings
+from .gateway import GatewaySettings
+from .monitoring import MonitoringSettings
+from .runtime import RuntimeSettings
+
+SECTIONS: tuple[type[Section], ...] = (RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings)
+
+
+class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings):
+    """Everything one stack declares, validated before any resource exists (see settings/loading.py)."""
+
+    def host_ports(self) -> list[tuple[str, str, int]]:
+        """(field, bind address, host port) of every port the stack publishes on the Docker host."""
+        ports: list[tuple[str, str, Optional[int]]] = [
+            ("gateway_http_port", self.gateway_bind_address, self.gateway_http_port),
+            ("gateway_https_port", self.gateway_bind_address, self.gateway_https_port if self.gateway_tls else None),
+            ("gateway_preview_port", "127.0.0.1", self.gateway_preview_port),
+            ("postgres_host_port", "127.0.0.1", self.postgres_host_port if self.postgres_mode == "container" else None),
+            ("redis_host_port", "127.0.0.1", self.redis_host_port if self.redis_mode == "container" else None),
+            ("rabbitmq_management_host_port", "127.0.0.1", self.rabbitmq_management_host_port if self.rabbitmq_mode == "container" else None),
+            ("prometheus_host_port", "127.0.0.1", self.prometheus_host_port if self.monitoring_enabled else None),
+        ]
+        return [(field, address, port) for field, address, port in ports if port is not None]
+
+    @cross_rule
+    def _each_host_port_once(self, environment: Environment) -> Iterator[Violation]:
+        # 0.0.0.0 is every address of the host, 127.0.0.1 included.
+        seen: list[tuple[str, str, int]] = []
+        for field, address, port in self.host_ports():
+            for other_field, other_address, other_port in seen:
+                if port == other_port and "0.0.0.0" in (address, other_address) or (port, address) == (other_port, other_address):
+                    alias = type(self).model_fields[other_field].alias
+                    yield Violation(field, f"port {port} on {address} is already published by carecircle:{alias}", "")
+                    break
+            seen.append((field, address, port))
+
+
+def all_cross_rules():
+    return [rule for section in (*SECTIONS, Settings) for rule in section.cross_rules()]

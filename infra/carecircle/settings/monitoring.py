@@ -1,0 +1,42 @@
+"""Monitoring and tracing: Prometheus, exporters, alert thresholds, OpenTelemetry and Sentry."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from .base import Environment, Section, Violation, cross_rule, key
+from .types import SENTRY_DSN, ConfigBool, HttpPath, HttpUrl, ImageRef, Port, config_float, config_int, prometheus_duration, secret
+
+Percent = config_float(0, 100, 5, exclusive_minimum=True)
+Seconds = config_float(0, 3600, 2, exclusive_minimum=True)
+SampleRate = config_float(0, 1, 0.1)
+QueueDepth = config_int(1, 1_000_000_000, 1000)
+SentryDsn = secret(SENTRY_DSN)
+Retention = prometheus_duration("hdwy", "15d")
+ScrapeInterval = prometheus_duration("sm", "15s")
+
+
+class MonitoringSettings(Section):
+    monitoring_enabled: ConfigBool = key("Run Prometheus, the exporters and the alert rules in this stack.", True)
+    prometheus_image: ImageRef = key("Prometheus image.", "prom/prometheus:v2.53.0")
+    prometheus_retention: Retention = key("How long Prometheus keeps samples (its data volume).", "15d")
+    prometheus_host_port: Optional[Port] = key("dev only: publish the Prometheus UI on 127.0.0.1:<port>.", 9090, default=None)
+    scrape_interval: ScrapeInterval = key("How often Prometheus scrapes every target.", "15s")
+    nginx_exporter_image: ImageRef = key("nginx-prometheus-exporter image (reads the gateway's stub_status).", "nginx/nginx-prometheus-exporter:1.3.0")
+    postgres_exporter_image: ImageRef = key("postgres_exporter image, when postgres runs as a container.", "prometheuscommunity/postgres-exporter:v0.15.0")
+    redis_exporter_image: ImageRef = key("redis_exporter image, when redis runs as a container.", "oliver006/redis_exporter:v1.62.0")
+    api_metrics_path: HttpPath = key("Path of the api's Prometheus metrics on its port.", "/metrics")
+    alert_error_rate_percent: Percent = key("Alert when more than this % of api requests fail with 5xx (5 min).", 5)
+    alert_latency_p95_seconds: Seconds = key("Alert when the api's p95 response time exceeds this (5 min).", 2)
+    alert_queue_depth: QueueDepth = key("Alert when a queue holds more waiting jobs/messages than this (10 min).", 1000)
+    alert_memory_percent: Percent = key("Alert when an api replica uses more than this % of its memory limit (5 min).", 80)
+
+    otel_exporter_endpoint: Optional[HttpUrl] = key(
+        "OpenTelemetry OTLP endpoint for traces (OTEL_EXPORTER_OTLP_ENDPOINT); unset: no trace export.", "https://otel-collector.example:4318", default=None)
+    trace_sample_rate: SampleRate = key("Share of requests traced (OpenTelemetry and Sentry), 0 to 1.", 0.1)
+    sentry_dsn: Optional[SentryDsn] = key("Sentry DSN of the api and workers (SENTRY_DSN).", "https://<key>@o0.ingest.sentry.io/0", default=None)
+
+    @cross_rule
+    def _prometheus_port_dev_only(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and self.prometheus_host_port is not None:
+            yield Violation("prometheus_host_port", f"{environment.strict} publishes no monitoring port: remove this key", "")

@@ -1,0 +1,86 @@
+"""Who the stack is and where it runs: environment, names, the Docker host, container defaults,
+the edge network."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Iterator, Literal, Optional
+
+from pydantic import BeforeValidator, Field
+
+from .base import Environment, Section, Violation, cross_rule, key
+from .errors import DOCKER_HOST_KEY
+from .types import STRICT_ENVIRONMENTS, DockerHost, DockerName, LogSize, config_int, pattern, rule
+
+EnvironmentName = Literal["dev", "staging", "prod"]
+# Docker's default bridge (docker0); an edge network on it would clash with the host's own routes.
+DOCKER_DEFAULT_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
+# The edge subnet's lower half holds the api pools' fixed addresses (from offset 16, blue then green),
+# the upper half is Docker's for everything else.
+EDGE_MAX_PREFIX = 25
+STATIC_OFFSET = 16
+
+
+def _edge_subnet(value: Any) -> str:
+    text = pattern(r"[0-9./]+", "must be an IPv4 subnet such as 172.30.0.0/24 (host bits unset)", "172.30.0.0/24", "subnet")(value)
+    try:
+        network = ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        raise rule("must be an IPv4 subnet such as 172.30.0.0/24 (host bits unset)", "172.30.0.0/24") from None
+    if not network.is_private or network.prefixlen > EDGE_MAX_PREFIX:
+        raise rule(f"must be a private subnet of /{EDGE_MAX_PREFIX} or larger", "172.30.0.0/24")
+    if network.overlaps(DOCKER_DEFAULT_BRIDGE):
+        raise rule(f"overlaps Docker's default bridge {DOCKER_DEFAULT_BRIDGE}: containers could not reach the host's own bridge", "172.30.0.0/24")
+    return text
+
+
+EdgeSubnet = Annotated[str, BeforeValidator(_edge_subnet)]
+LogFiles = config_int(1, 100, 3)
+
+
+def pool_capacity(edge_subnet: str) -> int:
+    """Fixed addresses available to each api pool in the edge subnet."""
+    return (ipaddress.IPv4Network(edge_subnet).num_addresses // 2 - STATIC_OFFSET) // 2
+
+
+class RuntimeSettings(Section):
+    environment: Optional[EnvironmentName] = key(
+        "Which rules apply: dev, staging or prod. Bound to the stack name (see README); may only repeat it.", "prod", default=None)
+    name_prefix: DockerName = key("Prefix of every Docker name: <prefix>-<stack>-<role>.", "carecircle")
+    docker_host: Optional[DockerHost] = key(
+        "Docker engine to deploy to: ssh://user@host (staging/prod), or in dev unix:///path (default: the local engine).",
+        "ssh://deploy@docker-host.example", alias=DOCKER_HOST_KEY, default=None)
+    node_env: Literal["development", "production", "test"] = key("NODE_ENV of api and workers.", "production")
+    restart_policy: Literal["no", "on-failure", "always", "unless-stopped"] = key("Docker restart policy of every container.", "unless-stopped")
+    log_max_size: LogSize = key("json-file log rotation: size of one file (k, m or g).", "10m")
+    log_max_files: LogFiles = key("json-file log rotation: files kept per container.", 3)
+    edge_subnet: EdgeSubnet = key(
+        "IPv4 subnet of the edge network; api containers get fixed addresses in its lower half.", "172.30.0.0/24")
+    stack: DockerName = Field(default="", exclude=True, description="The Pulumi stack name: set by the loader, never by config.")
+
+    @cross_rule
+    def _environment_is_the_stacks(self, environment: Environment) -> Iterator[Violation]:
+        if self.environment is not None and self.environment != environment.name:
+            yield Violation("environment", f"stack '{self.stack}' is a {environment.name} stack (bound by its name); "
+                                           f"it cannot declare itself {self.environment}", environment.name)
+
+    @cross_rule
+    def _remote_docker_host(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and self.docker_host is None:
+            yield Violation("docker_host", f"{environment.strict} deploys to a remote Docker host: set ssh://user@host")
+
+    # ---- derived values ----
+
+    @property
+    def protect_data(self) -> bool:
+        """Data volumes in staging/prod survive `pulumi destroy`."""
+        return self.environment in STRICT_ENVIRONMENTS
+
+    def docker_name(self, *parts: str) -> str:
+        return "-".join([self.name_prefix, self.stack, *parts])
+
+    @property
+    def edge_dynamic_range(self) -> str:
+        """The upper half of the edge subnet, where Docker picks addresses for other containers."""
+        network = ipaddress.IPv4Network(self.edge_subnet)
+        return str(list(network.subnets(prefixlen_diff=1))[1])
