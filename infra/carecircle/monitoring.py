@@ -85,9 +85,6 @@ def stub_status_url(settings: Settings) -> str:
     return f"http://{settings.docker_name('gateway')}:{GATEWAY_PORTS.status}{STUB_STATUS_PATH}"
 
 
-ALERTS = ("HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage", "TargetDown", "QueueWithoutConsumers")
-
-
 APPLY_SCRIPT = (TEMPLATES / "prometheus-apply.sh").read_text()
 BOOTSTRAP_CONFIG = (TEMPLATES / "prometheus-bootstrap.yml").read_text()
 

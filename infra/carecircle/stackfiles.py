@@ -1,25 +1,23 @@
-"""Read Pulumi.yaml + Pulumi.<stack>.yaml the way the Pulumi CLI hands config to a program.
-
-The CLI merges the project's `config:` block (the base layer) with the stack file, key by key
-(a stack value replaces the project value whole), and passes every value as a string: scalars
-as their text, lists and objects as JSON. `secure:` values are decrypted by the CLI; offline we
-cannot, so each is replaced by a well-formed fake and still marked secret.
+"""Pulumi.yaml + Pulumi.<stack>.yaml as the Pulumi CLI hands them to the program (see cli_yaml.py):
+the project's `config:` block is the base layer, a stack value replaces a project value whole, and
+every value reaches the program as text (lists and objects as JSON). `secure:` values are decrypted
+by the CLI; offline we cannot, so each becomes a well-formed fake of its key's kind, still secret.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
+from .cli_yaml import CliConfigError, StackValue, go_json, load_project, load_stack, program_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROJECT_SCHEMA_KEYS = {"type", "description", "default", "value", "secret", "items"}
+STACK_ORDER = {"dev": 0, "staging": 1, "prod": 2}
+
 
 class StackFileError(Exception):
-    """A stack that does not exist or a YAML file that cannot be read."""
+    """A stack that does not exist, or files the Pulumi CLI would refuse."""
 
 
 def fake_secret(key: str, ciphertext: str = "") -> str:
@@ -33,27 +31,9 @@ def fake_secret(key: str, ciphertext: str = "") -> str:
 
 
 def cli_string(value: Any) -> str:
-    """How the CLI passes a YAML value to the program."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise StackFileError(f"{path.name} not found in {path.parent}") from None
-    except yaml.YAMLError as error:
-        raise StackFileError(f"{path.name} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise StackFileError(f"{path.name} must be a YAML mapping")
-    return data
-
-
-STACK_ORDER = {"dev": 0, "staging": 1, "prod": 2}
+    """The text the program gets for a value set with `pulumi config set` (a list or an object set in
+    the stack file reaches it as the CLI's JSON)."""
+    return value if isinstance(value, str) else go_json(value)
 
 
 def available_stacks(root: Path = REPO_ROOT) -> list[str]:
@@ -61,27 +41,46 @@ def available_stacks(root: Path = REPO_ROOT) -> list[str]:
     return sorted(names, key=lambda name: (STACK_ORDER.get(name, len(STACK_ORDER)), name))
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise StackFileError(f"{path.name} not found in {path.parent}") from None
+
+
+def _stack_path(stack: str, root: Path) -> Path:
+    if stack not in available_stacks(root):
+        known = ", ".join(available_stacks(root)) or "none"
+        raise StackFileError(f"unknown stack '{stack}' (stacks in {root}: {known})")
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def _shown(value: StackValue) -> Any:
+    return {"secure": value.text} if value.secure and not value.object else value.text
+
+
 def base_config(root: Path = REPO_ROOT) -> tuple[str, dict[str, Any]]:
-    """(project name, the `config:` block of Pulumi.yaml as YAML values under their full keys)."""
-    project = _read_yaml(root / "Pulumi.yaml")
-    name = project.get("name")
+    """(project name, the base layer from Pulumi.yaml as the program would get it, by full key)."""
+    try:
+        name, declarations = load_project(_read(root / "Pulumi.yaml"))
+    except CliConfigError as error:
+        raise StackFileError(f"Pulumi.yaml: {error}") from None
     base = {}
-    for key, value in (project.get("config") or {}).items():
-        # A mapping of schema keys declares the value (`value:`/`default:`); objects must use `value:`.
-        if isinstance(value, dict) and set(value) <= PROJECT_SCHEMA_KEYS:
-            value = value.get("value", value.get("default"))
-        base[key if ":" in key else f"{name}:{key}"] = value
+    for key, declaration in declarations.items():
+        raw = declaration.get("default", declaration.get("value"))
+        if raw is not None:
+            base[key if ":" in key else f"{name}:{key}"] = raw if isinstance(raw, str) else go_json(raw)
     return name, base
 
 
 def stack_file_config(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """The `config:` block of Pulumi.<stack>.yaml, `secure:` values left as they are."""
-    if stack not in available_stacks(root):
-        known = ", ".join(available_stacks(root)) or "none"
-        raise StackFileError(f"unknown stack '{stack}' (stacks in {root}: {known})")
-    project_name = _read_yaml(root / "Pulumi.yaml").get("name")
-    config = _read_yaml(root / f"Pulumi.{stack}.yaml").get("config") or {}
-    return {key if ":" in key else f"{project_name}:{key}": value for key, value in config.items()}
+    """What Pulumi.<stack>.yaml sets, by full key, as text (`secure:` values as {"secure": ciphertext})."""
+    name, _ = base_config(root)
+    try:
+        values, _ = load_stack(_read(_stack_path(stack, root)), name)
+    except CliConfigError as error:
+        raise StackFileError(f"Pulumi.{stack}.yaml: {error}") from None
+    return {key: _shown(value) for key, value in values.items()}
 
 
 def load_stack_config(
@@ -94,13 +93,11 @@ def load_stack_config(
     `secrets` supplies plaintext for `secure:` keys (tests that need a real certificate); any
     other `secure:` value becomes a fake.
     """
-    overrides = stack_file_config(stack, root)
-    name, base = base_config(root)
-    config = {key: cli_string(value) for key, value in base.items()}
-    secret_keys: set[str] = set()
-    for key, value in overrides.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            secret_keys.add(key)
-            value = (secrets or {}).get(key, fake_secret(key, str(value["secure"])))
-        config[key] = cli_string(value)
+    project_text, stack_text = _read(root / "Pulumi.yaml"), _read(_stack_path(stack, root))
+    try:
+        config, secret_keys, _ = program_config(project_text, stack_text, stack,
+                                                lambda key, ciphertext: (secrets or {}).get(key) or fake_secret(key, ciphertext))
+        name, _ = load_project(project_text)
+    except CliConfigError as error:
+        raise StackFileError(f"stack {stack}: the Pulumi CLI would refuse these files: {error}") from None
     return name, config, secret_keys

@@ -33,6 +33,18 @@ class AppServiceArgs:
     labels: Optional[dict[str, str]] = None
 
 
+def api_health_test(port: int, health_path: str) -> list[str]:
+    # Node's own fetch: the api image is Node and need not ship curl or wget.
+    url = f"http://127.0.0.1:{port}{health_path}"
+    return ["CMD", "node", "-e", f"fetch('{url}').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+
+
+def workers_health_test(heartbeat_file: str) -> list[str]:
+    # Healthy while the worker touched its heartbeat file within the last 30 s.
+    return ["CMD", "node", "-e",
+            f"try{{process.exit(Date.now()-require('fs').statSync('{heartbeat_file}').mtimeMs<30000?0:1)}}catch(e){{process.exit(1)}}"]
+
+
 class AppService(pulumi.ComponentResource):
     containers: list[docker.Container]
 
