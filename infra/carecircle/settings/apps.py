@@ -23,9 +23,9 @@ from .types import (
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
-Replicas = config_int(0, 10_000, 2)
-MemoryMb = config_int(64, 1_048_576, 512)  # Docker's floor is 6 MB; a Node service needs far more
-GraceSeconds = config_int(1, 3600, 30)
+Replicas = config_int(0, 10_000)
+MemoryMb = config_int(64, 1_048_576)  # Docker's floor is 6 MB; a Node service needs far more
+GraceSeconds = config_int(1, 3600)
 JwtSecret = secret(JWT_SECRET)
 RELEASE_IMAGE_EXAMPLE = "ghcr.io/carecircle/api:<version>"
 

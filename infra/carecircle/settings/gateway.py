@@ -25,6 +25,7 @@ from .types import (
     pattern,
     rule,
     secret,
+    text_type,
 )
 
 # A year: the HSTS preload list's floor, and what a production site should promise at least.
@@ -56,7 +57,7 @@ def _top_level_alternation(regex: str) -> bool:
 
 
 def _cors_origin(value: Any) -> str:
-    text = pattern(r"[\x21-\x7e]+", "must be an origin", CORS_EXAMPLE)(value)
+    text = pattern(r"[\x21-\x7e]+", "must be an origin such as https://app.carecircle.example")(value)
     if not text.startswith("~"):
         if not re.fullmatch(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?", text):
             raise rule(f"{text!r} is not an origin such as https://app.carecircle.example (no path, no *)", CORS_EXAMPLE)
@@ -77,16 +78,15 @@ def _cors_origin(value: Any) -> str:
 
 
 CorsOrigin = Annotated[str, BeforeValidator(_cors_origin)]
-RoutePath = Annotated[str, BeforeValidator(pattern(
-    r"/(?:[A-Za-z0-9._~-]+/)*", "must start and end with '/' and hold only URL-safe characters", "/api/", "path"))]
-ProxyConnectTimeout = nginx_time(75, "3s")  # nginx: "usually cannot exceed 75 seconds"
-ClientTimeout = nginx_time(300, "10s")
-UpstreamTimeout = nginx_time(3600, "60s")
-BodySize = nginx_size(1024 * 1024 * 1024, "1m")
-RatePerSecond = config_int(1, 100_000, 10)
-Burst = config_int(0, 100_000, 20)
-MaxFails = config_int(1, 100, 3)
-HstsMaxAge = config_int(0, 2**31 - 1, 63072000)
+RoutePath = text_type(r"/(?:[A-Za-z0-9._~-]+/)*", "must start and end with '/' and hold only URL-safe characters")
+ProxyConnectTimeout = nginx_time(75)  # nginx: "usually cannot exceed 75 seconds"
+ClientTimeout = nginx_time(300)
+UpstreamTimeout = nginx_time(3600)
+BodySize = nginx_size(1024 * 1024 * 1024)
+RatePerSecond = config_int(1, 100_000)
+Burst = config_int(0, 100_000)
+MaxFails = config_int(1, 100)
+HstsMaxAge = config_int(0, 2**31 - 1)
 Certificate = secret(CERTIFICATE)
 PrivateKey = secret(PRIVATE_KEY)
 
@@ -156,11 +156,6 @@ class GatewaySettings(Section):
                        else "gateway_tls_key_path" if path[0] else "gateway_tls_certificate_path" if path[1] else "gateway_tls_certificate")
             yield Violation(missing, "TLS needs a certificate and its key: both PEM secrets (gatewayTlsCertificate, gatewayTlsKey) "
                                      "or both host paths")
-
-    @cross_rule
-    def _distinct_ports(self, environment: Environment) -> Iterator[Violation]:
-        if self.gateway_tls and self.gateway_https_port == self.gateway_http_port:
-            yield Violation("gateway_https_port", "must differ from gatewayHttpPort", 443 if self.gateway_http_port != 443 else 8443)
 
     @cross_rule
     def _hsts_in_prod(self, environment: Environment) -> Iterator[Violation]:

@@ -10,6 +10,7 @@ valid runs. Any problem: ConfigError listing all of them, nothing declared.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Optional
 
@@ -65,7 +66,10 @@ def _example(field_name: str, path: str) -> Any:
         route_field = Route.model_fields.get(next((n for n, f in Route.model_fields.items() if f.alias == path.rsplit(".", 1)[-1]), ""))
         field = route_field or field
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return extra.get("example", "<value>")
+    example = extra.get("example", "<value>")
+    if re.fullmatch(r"\[[0-9]+\]", path):  # one element of a list
+        return example[0] if isinstance(example, list) and example else "<value>"
+    return example
 
 
 def _fix(stack: str, field_name: str, fix: Any, path: str = "") -> str:

@@ -34,14 +34,15 @@ class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, Moni
     def _each_host_port_once(self, environment: Environment) -> Iterator[Violation]:
         # 0.0.0.0 is every address of the host, 127.0.0.1 included.
         seen: list[tuple[str, str, int]] = []
+        taken = {port for _, _, port in self.host_ports()}
         for field, address, port in self.host_ports():
-            for other_field, other_address, other_port in seen:
-                if port == other_port and "0.0.0.0" in (address, other_address) or (port, address) == (other_port, other_address):
-                    alias = type(self).model_fields[other_field].alias
-                    yield Violation(field, f"port {port} on {address} is already published by carecircle:{alias}", "")
-                    break
+            clash = next((other for other in seen if other[2] == port and "0.0.0.0" in (address, other[1]) or other[1:] == (address, port)), None)
+            if clash:
+                free = next(candidate for candidate in range(port + 1, 65536) if candidate not in taken)
+                taken.add(free)
+                yield Violation(field, f"port {port} on {address} is already published by "
+                                       f"carecircle:{type(self).model_fields[clash[0]].alias}", free)
             seen.append((field, address, port))
-
 
 def all_cross_rules():
     return [rule for section in (*SECTIONS, Settings) for rule in section.cross_rules()]

@@ -7,10 +7,10 @@ from typing import Iterator, Optional
 from .base import Environment, Section, Violation, cross_rule, key
 from .types import SENTRY_DSN, ConfigBool, HttpPath, HttpUrl, ImageRef, Port, config_float, config_int, prometheus_duration, secret
 
-Percent = config_float(0, 100, 5, exclusive_minimum=True)
-Seconds = config_float(0, 3600, 2, exclusive_minimum=True)
-SampleRate = config_float(0, 1, 0.1)
-QueueDepth = config_int(1, 1_000_000_000, 1000)
+Percent = config_float(0, 100, exclusive_minimum=True)
+Seconds = config_float(0, 3600, exclusive_minimum=True)
+SampleRate = config_float(0, 1)
+QueueDepth = config_int(1, 1_000_000_000)
 SentryDsn = secret(SENTRY_DSN)
 Retention = prometheus_duration("hdwy", "15d")
 ScrapeInterval = prometheus_duration("sm", "15s")

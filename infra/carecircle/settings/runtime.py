@@ -22,20 +22,21 @@ STATIC_OFFSET = 16
 
 
 def _edge_subnet(value: Any) -> str:
-    text = pattern(r"[0-9./]+", "must be an IPv4 subnet such as 172.30.0.0/24 (host bits unset)", "172.30.0.0/24", "subnet")(value)
+    message = "must be an IPv4 subnet such as 172.30.0.0/24 (host bits unset)"
+    text = pattern(r"[0-9./]+", message)(value)
     try:
         network = ipaddress.IPv4Network(text, strict=True)
     except ValueError:
-        raise rule("must be an IPv4 subnet such as 172.30.0.0/24 (host bits unset)", "172.30.0.0/24") from None
+        raise rule(message) from None
     if not network.is_private or network.prefixlen > EDGE_MAX_PREFIX:
-        raise rule(f"must be a private subnet of /{EDGE_MAX_PREFIX} or larger", "172.30.0.0/24")
+        raise rule(f"must be a private subnet of /{EDGE_MAX_PREFIX} or larger")
     if network.overlaps(DOCKER_DEFAULT_BRIDGE):
-        raise rule(f"overlaps Docker's default bridge {DOCKER_DEFAULT_BRIDGE}: containers could not reach the host's own bridge", "172.30.0.0/24")
+        raise rule(f"overlaps Docker's default bridge {DOCKER_DEFAULT_BRIDGE}: containers could not reach the host's own bridge")
     return text
 
 
 EdgeSubnet = Annotated[str, BeforeValidator(_edge_subnet)]
-LogFiles = config_int(1, 100, 3)
+LogFiles = config_int(1, 100)
 
 
 def pool_capacity(edge_subnet: str) -> int:

@@ -37,80 +37,78 @@ def strict_environment(info: ValidationInfo) -> Optional[str]:
 # ---- plain text --------------------------------------------------------------------------------
 
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no space
+INVISIBLE = "visible ASCII only: no spaces, tabs, newlines or look-alike characters"
 
 
-def _visible_ascii(value: Any, what: str = "value") -> str:
+def visible_text(value: Any, message: str) -> str:
+    """`value` as text of visible ASCII characters, else `message` with the reason."""
     if not isinstance(value, str):
-        raise rule(f"must be a {what} written as text")
+        raise rule(f"{message} (written as text)")
     if not _PRINTABLE.fullmatch(value):
-        raise rule(f"must be a {what} of visible ASCII characters only (no spaces, tabs, newlines or look-alike characters)")
+        raise rule(f"{message} ({INVISIBLE})")
     return value
 
 
-def pattern(regex: str, message: str, example: Any, what: str = "value",
-            also: Optional[Callable[[str], Optional[str]]] = None) -> Callable[[Any], str]:
-    """A validator that takes visible ASCII text matching `regex` whole; `also` may refuse more
-    (it returns a message)."""
+def pattern(regex: str, message: str, also: Optional[Callable[[str], Optional[str]]] = None) -> Callable[[Any], str]:
+    """A validator that takes visible ASCII text matching `regex` whole; `also` may refuse more (it
+    returns a message). Format errors suggest the key's own example as the fix."""
     compiled = re.compile(regex)
 
     def check(value: Any) -> str:
-        if not isinstance(value, str):
-            raise rule(f"{message} (written as text)", example)
-        if not _PRINTABLE.fullmatch(value):
-            raise rule(f"{message} (visible ASCII only: no spaces, tabs, newlines or look-alike characters)", example)
-        if not compiled.fullmatch(value):
-            raise rule(message, example)
-        refused = also(value) if also else None
+        text = visible_text(value, message)
+        if not compiled.fullmatch(text):
+            raise rule(message)
+        refused = also(text) if also else None
         if refused:
-            raise rule(refused, example)
-        return value
+            raise rule(refused)
+        return text
 
     return check
+
+
+def text_type(regex: str, message: str, also: Optional[Callable[[str], Optional[str]]] = None) -> Any:
+    return Annotated[str, BeforeValidator(pattern(regex, message, also))]
 
 
 def _no_parent_segment(path: str) -> Optional[str]:
     return "must not contain '..'" if ".." in path.split("/") else None
 
 
-def text_type(regex: str, message: str, example: Any, what: str = "value",
-              also: Optional[Callable[[str], Optional[str]]] = None) -> Any:
-    return Annotated[str, BeforeValidator(pattern(regex, message, example, what, also))]
-
-
 # ---- numbers and booleans as the CLI writes them -------------------------------------------------
 
-def config_int(minimum: int, maximum: int, example: Optional[int] = None) -> Any:
+def config_int(minimum: int, maximum: int) -> Any:
     """A whole number in [minimum, maximum], written in ASCII decimal."""
+    message = "must be a whole number written with the digits 0-9, without leading zeros"
 
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise rule("must be a whole number", example if example is not None else minimum)
+            raise rule(message)
         if isinstance(value, str):
             # No leading zero: YAML 1.1 reads 010 as 8, YAML 1.2 as 10; such a value means nothing safe.
-            if not re.fullmatch(r"-?(?:0|[1-9][0-9]{0,11})", value):
-                raise rule("must be a whole number written with the digits 0-9, without leading zeros",
-                           example if example is not None else minimum)
+            if not re.fullmatch(r"-?(?:0|[1-9][0-9]{0,11})", visible_text(value, message)):
+                raise rule(message)
             value = int(value)
         if not minimum <= value <= maximum:
-            raise rule(f"must be between {minimum} and {maximum}", example if example is not None else max(minimum, min(value, maximum)))
+            raise rule(f"must be between {minimum} and {maximum}", max(minimum, min(value, maximum)))
         return value
 
     return Annotated[int, BeforeValidator(check)]
 
 
-def config_float(minimum: float, maximum: float, example: float, exclusive_minimum: bool = False) -> Any:
+def config_float(minimum: float, maximum: float, exclusive_minimum: bool = False) -> Any:
     """A finite decimal number, written in ASCII."""
+    message = "must be a decimal number such as 0.5, written with the digits 0-9"
 
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise rule("must be a number", example)
+            raise rule(message)
         if isinstance(value, str):
-            if not re.fullmatch(r"-?[0-9]{1,12}(\.[0-9]{1,12})?", value):
-                raise rule("must be a decimal number such as 0.5, written with the digits 0-9", example)
+            if not re.fullmatch(r"-?[0-9]{1,12}(?:\.[0-9]{1,12})?", visible_text(value, message)):
+                raise rule(message)
             value = float(value)
         if not math.isfinite(value) or value > maximum or value < minimum or (exclusive_minimum and value == minimum):
             low = f"above {minimum:g}" if exclusive_minimum else f"at least {minimum:g}"
-            raise rule(f"must be {low} and at most {maximum:g}", example)
+            raise rule(f"must be {low} and at most {maximum:g}")
         return float(value)
 
     return Annotated[float, BeforeValidator(check)]
@@ -124,7 +122,7 @@ def _config_bool(value: Any) -> bool:
         return True
     if value in ("false", "False"):
         return False
-    raise rule("must be true or false", "true")
+    raise rule("must be true or false")
 
 
 ConfigBool = Annotated[bool, BeforeValidator(_config_bool)]
@@ -133,74 +131,72 @@ ConfigBool = Annotated[bool, BeforeValidator(_config_bool)]
 # ---- names, paths, sizes, durations --------------------------------------------------------------
 
 ABSOLUTE_PATH = r"(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)+"
-DockerName = text_type(r"[a-z0-9][a-z0-9_.-]{0,62}",
-                       "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", "carecircle", "name")
-SqlIdentifier = text_type(r"[a-z_][a-z0-9_]{0,62}", "must be a lower-case SQL identifier (letters, digits, '_')", "carecircle", "name")
-Port = config_int(1, 65535, 8080)
+DockerName = text_type(r"[a-z0-9][a-z0-9_.-]{0,62}", "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
+SqlIdentifier = text_type(r"[a-z_][a-z0-9_]{0,62}", "must be a lower-case SQL identifier (letters, digits, '_')")
+Port = config_int(1, 65535)
 Cpus = text_type(r"(?:[1-9][0-9]{0,2}|0)(?:\.[0-9]{1,3})?", "must be a decimal number of CPUs such as \"0.5\" or \"2\" (at most 3 decimals)",
-                 "1.0", also=lambda v: "must be more than 0 CPUs" if float(v) == 0 else None)
-LogSize = text_type(r"[1-9][0-9]{0,4}[kmg]", "must be a size such as 10m (k, m or g)", "10m")
-JwtLifetime = text_type(r"[1-9][0-9]{0,5}[smhd]", "must be a duration such as 15m, 12h or 7d", "15m")
-HttpPath = text_type(r"/(?:[A-Za-z0-9._~-]+/?)*", "must be an absolute URL path such as /health (letters, digits, '.', '_', '~', '-', '/')",
-                     "/health", "path")
-ContainerPath = text_type(ABSOLUTE_PATH, "must be an absolute path such as /tmp/worker-heartbeat", "/tmp/worker-heartbeat", "path",
+                 also=lambda v: "must be more than 0 CPUs" if float(v) == 0 else None)
+LogSize = text_type(r"[1-9][0-9]{0,4}[kmg]", "must be a size such as 10m (k, m or g)")
+JwtLifetime = text_type(r"[1-9][0-9]{0,5}[smhd]", "must be a duration such as 15m, 12h or 7d")
+HttpPath = text_type(r"/(?:[A-Za-z0-9._~-]+/?)*", "must be an absolute URL path such as /health (letters, digits, '.', '_', '~', '-', '/')")
+ContainerPath = text_type(ABSOLUTE_PATH, "must be an absolute path inside the container, such as /tmp/worker-heartbeat",
                           also=_no_parent_segment)
-HostPath = text_type(ABSOLUTE_PATH, "must be an absolute path on the Docker host such as /etc/carecircle/tls/fullchain.pem",
-                     "/etc/carecircle/tls/fullchain.pem", "path", also=_no_parent_segment)
+HostPath = text_type(ABSOLUTE_PATH, "must be an absolute path on the Docker host", also=_no_parent_segment)
 RepositoryDirectory = text_type(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*",
-                                "must be a relative directory inside this repository", "dev/stub-app", "path", also=_no_parent_segment)
-CommandArgument = text_type(r"[\x21-\x7e]{1,512}", "must be a non-empty argument without spaces or control characters", "node", "argument")
+                                "must be a relative directory inside this repository", also=_no_parent_segment)
+CommandArgument = text_type(r"[\x21-\x7e]{1,512}", "must be a non-empty argument without spaces or control characters")
 HostName = text_type(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*",
-                     "must be a lower-case DNS host name", "api.carecircle.example", "host name")
+                     "must be a lower-case DNS host name")
 
-_TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
-def nginx_time(maximum_seconds: int, example: str) -> Any:
+def nginx_time(maximum_seconds: int) -> Any:
     """An nginx time (500ms, 10s, 1m, 1h), at most `maximum_seconds`."""
-    check_text = pattern(r"[1-9][0-9]{0,6}(?:ms|s|m|h)", "must be an nginx time such as 500ms, 10s or 1m", example)
+    check_text = pattern(r"[1-9][0-9]{0,6}(?:ms|s|m|h)", "must be an nginx time such as 500ms, 10s or 1m")
 
     def check(value: Any) -> str:
         text = check_text(value)
         number, unit = re.fullmatch(r"([0-9]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
         if int(number) * _TIME_UNITS_MS[unit] > maximum_seconds * 1000:
-            raise rule(f"must be at most {maximum_seconds}s", example)
+            raise rule(f"must be at most {maximum_seconds}s", f"{maximum_seconds}s")
         return text
 
     return Annotated[str, BeforeValidator(check)]
 
 
-def nginx_size(maximum_bytes: int, example: str) -> Any:
+def nginx_size(maximum_bytes: int) -> Any:
     """An nginx size (512k, 1m, or bytes), at most `maximum_bytes`."""
-    check_text = pattern(r"[1-9][0-9]{0,9}[km]?", "must be an nginx size such as 512k or 1m", example)
+    check_text = pattern(r"[1-9][0-9]{0,9}[km]?", "must be an nginx size such as 512k or 1m")
 
     def check(value: Any) -> str:
         text = check_text(value)
         scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1], 1)
         if int(text.rstrip("km")) * scale > maximum_bytes:
-            raise rule(f"must be at most {maximum_bytes // (1024 * 1024)}m", example)
+            raise rule(f"must be at most {maximum_bytes // (1024 * 1024)}m", f"{maximum_bytes // (1024 * 1024)}m")
         return text
 
     return Annotated[str, BeforeValidator(check)]
 
 
 def prometheus_duration(units: str, example: str) -> Any:
-    return text_type(rf"[1-9][0-9]{{0,5}}[{units}]", f"must be a duration such as {example} (units: {', '.join(units)})", example)
+    return text_type(rf"[1-9][0-9]{{0,5}}[{units}]", f"must be a duration such as {example} (units: {', '.join(units)})")
 
 
 # ---- addresses -----------------------------------------------------------------------------------
 
 def _ipv4_address(value: Any) -> str:
-    text = _visible_ascii(value, "address")
+    message = "must be an IPv4 address such as 0.0.0.0 or 127.0.0.1"
+    text = visible_text(value, message)
     try:
         ipaddress.IPv4Address(text)
     except ValueError:
-        raise rule("must be an IPv4 address such as 0.0.0.0 or 127.0.0.1", "127.0.0.1") from None
+        raise rule(message) from None
     return text
 
 
 def _cidr(value: Any) -> str:
-    text = _visible_ascii(value, "CIDR")
+    text = visible_text(value, "must be a CIDR such as 10.0.0.0/8")
     try:
         ipaddress.ip_network(text, strict=True)
     except ValueError:
@@ -232,10 +228,11 @@ IMAGE_REFERENCE = re.compile(
 
 
 def _image(value: Any, info: ValidationInfo) -> str:
-    text = _visible_ascii(value, "image reference")
-    match = IMAGE_REFERENCE.fullmatch(text)
+    message = "must be an image reference such as registry/name:1.2.3 or name@sha256:<digest>"
+    match = IMAGE_REFERENCE.fullmatch(visible_text(value, message))
     if not match:
-        raise rule("must be an image reference such as registry/name:1.2.3 or name@sha256:<digest>", "postgres:15")
+        raise rule(message)
+    text = match.group(0)
     strict = strict_environment(info)
     pinned = match["digest"] or (match["tag"] and match["tag"] != "latest")
     if strict and not pinned:
@@ -280,10 +277,11 @@ def _parsed_url(text: str, schemes: tuple[str, ...]):
 
 
 def _http_url(value: Any) -> str:
-    text = _visible_ascii(value, "URL")
+    message = "must be an http(s):// URL with a host name, without credentials"
+    text = visible_text(value, message)
     parts = _parsed_url(text, ("http", "https"))
     if parts is None or parts.username is not None or parts.fragment:
-        raise rule("must be an http(s):// URL with a host name, without credentials", "https://otel-collector.example:4318")
+        raise rule(message)
     return text
 
 
@@ -291,20 +289,20 @@ HttpUrl = Annotated[str, BeforeValidator(_http_url)]
 
 
 def _docker_host(value: Any, info: ValidationInfo) -> str:
-    text = _visible_ascii(value, "Docker host")
+    text = visible_text(value, "must be ssh://user@host[:port]")
     strict = strict_environment(info)
     ssh = re.fullmatch(r"ssh://(?P<user>[a-z_][a-z0-9_-]{0,31})@(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?", text)
     if ssh:
         if not _url_host_ok(ssh["host"].strip("[]")) or ssh["host"].startswith("-") or (ssh["port"] and not 1 <= int(ssh["port"]) <= 65535):
-            raise rule("must be ssh://user@host[:port] with a valid host name or address", "ssh://deploy@docker-host.example")
+            raise rule("must be ssh://user@host[:port] with a valid host name or address")
         return text
     if text.startswith("tcp://"):
-        raise rule("tcp:// would carry the Docker API without TLS: use ssh://user@host", "ssh://deploy@docker-host.example")
+        raise rule("tcp:// would carry the Docker API without TLS: use ssh://user@host")
     if re.fullmatch(r"unix:///(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+", text):
         if strict:
-            raise rule(f"{strict} deploys to a remote Docker host: set ssh://user@host", "ssh://deploy@docker-host.example")
+            raise rule(f"{strict} deploys to a remote Docker host: set ssh://user@host")
         return text
-    raise rule("must be ssh://user@host[:port] (or, in dev, unix:///path/to/docker.sock)", "ssh://deploy@docker-host.example")
+    raise rule("must be ssh://user@host[:port] (or, in dev, unix:///path/to/docker.sock)")
 
 
 DockerHost = Annotated[str, BeforeValidator(_docker_host)]
