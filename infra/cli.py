@@ -115,7 +115,11 @@ def evaluate(stack: str) -> None:
 def docs(check: bool = typer.Option(False, "--check", help="Fail if the committed files are stale instead of writing them.")) -> None:
     """Regenerate the config reference and schema, the environment reports and the blast-radius table."""
     stale = []
-    for path, content in reference.documents(REPO_ROOT).items():
+    try:
+        documents = reference.documents(REPO_ROOT)
+    except (ConfigError, StackFileError) as error:
+        _fail(str(error))
+    for path, content in documents.items():
         if check:
             if not path.exists() or path.read_text() != content:
                 stale.append(path.relative_to(REPO_ROOT))

@@ -8,7 +8,9 @@ secret markers of its inputs, which the stock MockResourceArgs drop.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -126,8 +128,20 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks, evaluation: Evaluation):
         super().__init__(mocks)
         self.evaluation = evaluation
+        # The mock monitor runs in pool threads and wants an event loop in each (pulumi's mocks create
+        # one per thread and never close it); these are created here so the evaluation can close them.
+        self.thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def _thread_loop(self) -> None:
+        try:
+            asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self.thread_loops.append(loop)
 
     def RegisterResource(self, request):
+        self._thread_loop()
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs, secret_inputs = _deserialize(request.object)
@@ -147,6 +161,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
     def RegisterResourceOutputs(self, request):
+        self._thread_loop()
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.evaluation.outputs, self.evaluation.secret_outputs = _deserialize(request.outputs)
         return super().RegisterResourceOutputs(request)
@@ -164,9 +179,17 @@ def evaluate_config(
         from .program import declare_stack as program
 
     evaluation = Evaluation(stack=stack, secret_values={config[key] for key in secret_keys if key in config})
+    # Each evaluation runs on its own event loop and thread pool, closed when it ends with every loop
+    # the pool's threads needed. Event loops left to the garbage collector at interpreter exit (after
+    # their sockets) printed "Exception ignored in: BaseEventLoop.__del__ ... Invalid file descriptor".
+    loop = asyncio.new_event_loop()
+    pool = ThreadPoolExecutor(thread_name_prefix="carecircle-mocks")
+    loop.set_default_executor(pool)
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys))
     mocks = EngineLikeMocks(evaluation)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=RecordingMonitor(mocks, evaluation))
+    monitor = RecordingMonitor(mocks, evaluation)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     # set_mocks keeps the previous run's root stack (pulumi#8280); each evaluation gets its own.
     runtime_settings.ROOT.set(None)
     try:
@@ -174,6 +197,12 @@ def evaluate_config(
     except ConfigError as error:
         error.declared = evaluation.resources
         raise
+    finally:
+        pool.shutdown(wait=True)
+        for thread_loop in monitor.thread_loops:
+            thread_loop.close()
+        asyncio.set_event_loop(None)
+        loop.close()
     return evaluation
 
 

@@ -7,6 +7,7 @@ by the CLI; offline we cannot, so each becomes a well-formed fake of its key's k
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -32,8 +33,12 @@ def fake_secret(key: str, ciphertext: str = "") -> str:
 
 def cli_string(value: Any) -> str:
     """The text the program gets for a value set with `pulumi config set` (a list or an object set in
-    the stack file reaches it as the CLI's JSON)."""
-    return value if isinstance(value, str) else go_json(value)
+    the stack file reaches it as the CLI's JSON; a number is the text typed, `inf` included)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return go_json(value)
 
 
 def available_stacks(root: Path = REPO_ROOT) -> list[str]:
