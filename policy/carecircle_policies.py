@@ -1,13 +1,28 @@
 """CareCircle's policy rules, as pulumi-policy validators.
 
-The environment of a resource comes from the `com.carecircle.environment` label the program puts on
-every container and volume. Validators see input properties as the engine sends them (camelCase,
-secrets already decrypted), so the secrets rule judges values, not their secret flag.
+A rule decides on nothing the stack's own config can write:
+
+- A resource's environment comes from the stack name in its URN (`urn:pulumi:<stack>::<project>::...`),
+  which the engine sets and config cannot change, by the program's own rule (`environment_of_stack`
+  below, a copy of infra/carecircle/settings/loading.py's; tests/test_policy.py checks that both
+  agree). A stack name bound to no environment gets the prod rules, the strictest.
+- What a container is comes from what it runs: a data service by its image, the data path it mounts,
+  the server its command starts or the data port it serves; the gateway by serving the HTTPS
+  container port, by being an nginx image that publishes ports, or (staging/prod) by publishing a
+  port to the network. The program's `com.carecircle.role` label is only one more piece of evidence:
+  dropping or changing it never exempts a container.
+
+Validators see input properties as the engine sends them (camelCase, numbers as floats, secrets
+already decrypted), so the secrets rule judges values, not their secret flag. During a preview an
+input can still be unknown; evidence that cannot be read yet counts as none (the engine runs the
+rules again with every value known during `pulumi up`).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
+import shlex
 from typing import Any, Callable, Mapping, Optional
 
 from pulumi_policy import (
@@ -19,31 +34,177 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
-DATA_ROLES = ("postgres", "redis", "rabbitmq")
+
+# --- The environment, from the stack name the engine reports -------------------------------------
+# Keep in step with infra/carecircle/settings/loading.py (the pack runs in its own venv and cannot
+# import the program); tests/test_policy.py fails when the two disagree, tables included.
+ENVIRONMENTS = ("dev", "staging", "prod")
+STACK_ENVIRONMENT_EXCEPTIONS: dict[str, str] = {}
 STRICT = ("staging", "prod")
+UNBOUND = "prod"  # a stack name the program would refuse: judged with the strictest rules
+
+
+def environment_of_stack(stack: str) -> Optional[str]:
+    """A stack's environment is its name's first word: `prod`, `prod-eu` → prod; `dev-alice` → dev."""
+    if stack in STACK_ENVIRONMENT_EXCEPTIONS:
+        return STACK_ENVIRONMENT_EXCEPTIONS[stack]
+    head = stack.split("-", 1)[0]
+    return head if head in ENVIRONMENTS else None
+
+
+def stack_of(urn: str) -> Optional[str]:
+    """The stack name of `urn:pulumi:<stack>::<project>::<type>::<name>`, or None."""
+    prefix = "urn:pulumi:"
+    if not isinstance(urn, str) or not urn.startswith(prefix):
+        return None
+    stack, separator, _ = urn[len(prefix):].partition("::")
+    return stack if separator and stack else None
+
+
+def environment(urn: str) -> str:
+    """The environment whose rules apply to the resource with this URN (never from its labels)."""
+    stack = stack_of(urn)
+    return (environment_of_stack(stack) if stack else None) or UNBOUND
+
+
+# --- What a container is ---------------------------------------------------------------------------
+ROLE_LABEL = "com.carecircle.role"
+DATA_ROLES = ("postgres", "redis", "rabbitmq")
+# Repository names (the last path component, any registry, tag or digest) of data-service images.
+DATA_IMAGES = frozenset({
+    "postgres", "postgresql", "postgis", "timescaledb", "timescaledb-ha", "pgvector",
+    "redis", "redis-stack", "redis-stack-server", "valkey", "keydb", "dragonfly",
+    "rabbitmq", "mongo", "mongodb", "mongodb-community-server", "mysql", "mysql-server", "mariadb",
+    "percona", "percona-server", "memcached", "elasticsearch", "opensearch", "cassandra", "couchdb",
+    "neo4j", "influxdb", "clickhouse-server", "cockroach", "etcd", "zookeeper", "kafka", "minio",
+})
+# Where those images keep their data (a volume or bind mount here, or below it, holds data).
+DATA_PATHS = (
+    "/var/lib/postgresql", "/data", "/var/lib/rabbitmq", "/var/lib/mysql", "/var/lib/mongodb",
+    "/var/lib/redis", "/usr/share/elasticsearch/data", "/usr/share/opensearch/data", "/var/lib/cassandra",
+    "/opt/couchdb/data", "/var/lib/influxdb", "/var/lib/influxdb2", "/var/lib/clickhouse", "/bitnami",
+)
+# Server binaries a data-service command or entrypoint starts.
+DATA_SERVERS = frozenset({
+    "postgres", "postmaster", "pg_ctl", "pg_ctlcluster", "redis-server", "valkey-server", "keydb-server",
+    "rabbitmq-server", "mongod", "mysqld", "mysqld_safe", "mariadbd", "memcached",
+})
+# Container ports only data services serve (postgres, redis, AMQP, RabbitMQ management and
+# clustering, mongo, mysql, memcached, elasticsearch).
+DATA_PORTS = frozenset({5432, 6379, 5672, 15672, 25672, 4369, 27017, 3306, 11211, 9200, 9300})
 HTTPS_CONTAINER_PORT = 8443
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS$|SECRET|TOKEN|API_KEY|PRIVATE_KEY)", re.I)
-URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]*)@", re.I)
-WEAK = {"password", "changeme", "secret", "postgres", "guest", "admin", "root", "test", "example", "123456"}
-MIN_SECRET_LENGTH = 16
+GATEWAY_IMAGES = frozenset({"nginx", "nginx-unprivileged", "openresty", "angie", "tengine"})
+LOOPBACK = "127.0.0.1"
+DOCKER_DEFAULT_BIND = "0.0.0.0"  # what Docker binds a published port to when no address is given
+
+
+def _known(read: Callable[[], Any], default: Any = None) -> Any:
+    """read(), or default while a preview does not know the value yet."""
+    try:
+        return read()
+    except UnknownValueError:
+        return default
 
 
 def labels(props: Mapping[str, Any]) -> dict[str, str]:
     return {item.get("label"): item.get("value") for item in props.get("labels") or []}
 
 
-def environment(props: Mapping[str, Any]) -> Optional[str]:
-    return labels(props).get("com.carecircle.environment")
+def image_repository(image: Any) -> Optional[str]:
+    """`registry:5000/library/postgres:15@sha256:...` → `postgres`; None for an image id or a non-string."""
+    if not isinstance(image, str) or not image or re.fullmatch(r"sha256:[0-9a-f]+", image):
+        return None
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return name.split(":", 1)[0].lower() or None
 
 
-def role(props: Mapping[str, Any]) -> Optional[str]:
-    return labels(props).get("com.carecircle.role")
+def bind_address(port: Mapping[str, Any]) -> str:
+    """The host address a published port listens on; a missing or empty `ip` is Docker's 0.0.0.0."""
+    return port.get("ip") or DOCKER_DEFAULT_BIND
 
 
+def _port(value: Any) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _mount_paths(props: Mapping[str, Any]) -> list[str]:
+    paths = [v.get("containerPath") for v in props.get("volumes") or []]
+    paths += [m.get("target") for m in props.get("mounts") or []]
+    return [posixpath.normpath(p) for p in paths if isinstance(p, str) and p]
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _executables(props: Mapping[str, Any]) -> set[str]:
+    """The base names of every word of the command and entrypoint (shell strings split as sh would)."""
+    words: list[str] = []
+    for key in ("entrypoints", "command"):
+        for part in props.get(key) or []:
+            if not isinstance(part, str):
+                continue
+            try:
+                words += shlex.split(part)
+            except ValueError:
+                words += part.split()
+    return {posixpath.basename(word) for word in words}
+
+
+def _published(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list(props.get("ports") or [])
+
+
+def data_service_evidence(props: Mapping[str, Any]) -> list[str]:
+    """Why this container is a data service (empty: it is not one)."""
+    evidence: list[str] = []
+    repository = _known(lambda: image_repository(props.get("image")))
+    if repository in DATA_IMAGES:
+        evidence.append(f"image {props.get('image')}")
+    for path in _known(lambda: _mount_paths(props), []):
+        if _under(path, DATA_PATHS):
+            evidence.append(f"data mounted at {path}")
+    servers = sorted(_known(lambda: _executables(props), set()) & DATA_SERVERS)
+    if servers:
+        evidence.append(f"runs {', '.join(servers)}")
+    ports = sorted({p for p in _known(lambda: [_port(port.get("internal")) for port in _published(props)], []) if p in DATA_PORTS})
+    if ports:
+        evidence.append(f"serves data port {', '.join(map(str, ports))}")
+    role = _known(lambda: labels(props).get(ROLE_LABEL))
+    if role in DATA_ROLES:
+        evidence.append(f"role label {role}")
+    return evidence
+
+
+def gateway_evidence(props: Mapping[str, Any], env: str) -> list[str]:
+    """Why this container is an entry point that must serve HTTPS in staging/prod (empty: it is not)."""
+    evidence: list[str] = []
+    ports = _known(lambda: _published(props), [])
+    if any(_port(p.get("internal")) == HTTPS_CONTAINER_PORT for p in ports):
+        evidence.append(f"serves the HTTPS container port {HTTPS_CONTAINER_PORT}")
+    if ports and _known(lambda: image_repository(props.get("image"))) in GATEWAY_IMAGES:
+        evidence.append(f"nginx image {props.get('image')} publishing ports")
+    public = _known(lambda: sorted({bind_address(p) for p in ports if bind_address(p) != LOOPBACK}), [])
+    if env in STRICT and public:
+        evidence.append(f"publishes ports on {', '.join(public)}")
+    if _known(lambda: labels(props).get(ROLE_LABEL)) == "gateway":
+        evidence.append("role label gateway")
+    return evidence
+
+
+def _network_mode(props: Mapping[str, Any]) -> str:
+    return props.get("networkMode") or ""
+
+
+# --- Rules -------------------------------------------------------------------------------------------
 def _containers(validate: Callable[[ResourceValidationArgs, ReportViolation], None]) -> Callable:
     def only_containers(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if args.resource_type == CONTAINER:
@@ -53,17 +214,29 @@ def _containers(validate: Callable[[ResourceValidationArgs, ReportViolation], No
 
 @_containers
 def _no_public_data_ports(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if environment(args.props) in STRICT and role(args.props) in DATA_ROLES and args.props.get("ports"):
-        report_violation(f"{args.props.get('name')}: a data service publishes a port in {environment(args.props)}", None)
+    env = environment(args.urn)
+    if env not in STRICT:
+        return
+    evidence = data_service_evidence(args.props)
+    if not evidence:
+        return
+    name = args.props.get("name")
+    if _published(args.props):
+        report_violation(f"{name}: a data service ({'; '.join(evidence)}) publishes a port in {env}", None)
+    if _network_mode(args.props) == "host":
+        report_violation(f"{name}: a data service ({'; '.join(evidence)}) uses the host's network in {env}", None)
 
 
 @_containers
 def _dev_ports_on_loopback(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if environment(args.props) != "dev":
+    if environment(args.urn) != "dev":
         return
-    for port in args.props.get("ports") or []:
-        if port.get("ip", "0.0.0.0") != "127.0.0.1":
-            report_violation(f"{args.props.get('name')}: port {port.get('external')} is published on {port.get('ip', '0.0.0.0')}, not 127.0.0.1", None)
+    name = args.props.get("name")
+    for port in _published(args.props):
+        if bind_address(port) != LOOPBACK:
+            report_violation(f"{name}: port {port.get('external')} is published on {bind_address(port)}, not {LOOPBACK}", None)
+    if _network_mode(args.props) == "host":
+        report_violation(f"{name}: uses the host's network, so it listens on every host address, not only {LOOPBACK}", None)
 
 
 @_containers
@@ -84,7 +257,7 @@ IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*))?
 @_containers
 def _images_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     image = args.props.get("image") or ""
-    env = environment(args.props)
+    env = environment(args.urn)
     if re.fullmatch(r"sha256:[a-f0-9]{64}", image):  # a locally built image, by id
         return
     match = IMAGE.match(image)
@@ -97,39 +270,80 @@ def _images_pinned(args: ResourceValidationArgs, report_violation: ReportViolati
 
 
 def _volumes_protected(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type == VOLUME and environment(args.props) in STRICT and not args.opts.protect:
-        report_violation(f"{args.props.get('name')}: data volume in {environment(args.props)} is not protected", None)
+    env = environment(args.urn)
+    if args.resource_type == VOLUME and env in STRICT and not args.opts.protect:
+        report_violation(f"{args.props.get('name')}: data volume in {env} is not protected", None)
+
+
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS$|SECRET|TOKEN|API_KEY|PRIVATE_KEY)", re.I)
+URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]*)@", re.I)
+WEAK = {"password", "changeme", "secret", "postgres", "guest", "admin", "root", "test", "example", "123456"}
+MIN_SECRET_LENGTH = 16
 
 
 def _weak(value: str) -> bool:
     return len(value) < MIN_SECRET_LENGTH or value.lower() in WEAK
 
 
+def _plain_texts(props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(where, text) of the container's inputs other than its environment that can carry a URL."""
+    texts = [(f"label {k}", v) for k, v in labels(props).items()]
+    texts += [("command", part) for part in props.get("command") or []]
+    texts += [("entrypoint", part) for part in props.get("entrypoints") or []]
+    texts += [("healthcheck", part) for part in (props.get("healthcheck") or {}).get("tests") or []]
+    return [(where, text) for where, text in texts if isinstance(text, str)]
+
+
 @_containers
 def _no_plaintext_secrets(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    name = args.props.get("name")
     for entry in args.props.get("envs") or []:
-        name, _, value = str(entry).partition("=")
-        credentials = URL_CREDENTIALS.match(value)
-        if SECRET_NAME.search(name) and value and _weak(value):
-            report_violation(f"{args.props.get('name')}: {name} holds a hard-coded or weak value, not a generated or stack secret", None)
-        elif credentials and _weak(credentials.group(1)):
-            report_violation(f"{args.props.get('name')}: {name} embeds a hard-coded or weak password", None)
+        key, _, value = str(entry).partition("=")
+        if SECRET_NAME.search(key) and value and _weak(value):
+            report_violation(f"{name}: {key} holds a hard-coded or weak value, not a generated or stack secret", None)
+        elif any(_weak(password) for password in URL_CREDENTIALS.findall(value)):
+            report_violation(f"{name}: {key} embeds a hard-coded or weak password", None)
+    for where, text in _known(lambda: _plain_texts(args.props), []):
+        if URL_CREDENTIALS.search(text):
+            report_violation(f"{name}: the {where} embeds a URL with a password (visible to anyone who can inspect the container)", None)
 
 
 @_containers
 def _tls_on(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if role(args.props) == "gateway" and environment(args.props) in STRICT:
-        if not any(int(p.get("internal", 0)) == HTTPS_CONTAINER_PORT for p in args.props.get("ports") or []):
-            report_violation(f"{args.props.get('name')}: the gateway serves no HTTPS in {environment(args.props)}", None)
+    env = environment(args.urn)
+    if env not in STRICT:
+        return
+    evidence = gateway_evidence(args.props, env)
+    if not evidence:
+        return
+    ports = _published(args.props)
+    https = {bind_address(p) for p in ports if _port(p.get("internal")) == HTTPS_CONTAINER_PORT}
+    public = {bind_address(p) for p in ports if bind_address(p) != LOOPBACK}
+    name = args.props.get("name")
+    if not https:
+        report_violation(f"{name}: an entry point ({'; '.join(evidence)}) serves no HTTPS in {env}", None)
+    elif public - https:
+        report_violation(f"{name}: publishes on {', '.join(sorted(public - https))} without HTTPS there in {env}", None)
 
 
 def _data_services_internal(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     internal = {r.props.get("name"): bool(r.props.get("internal")) for r in args.resources if r.resource_type == NETWORK}
     for resource in args.resources:
-        if resource.resource_type == CONTAINER and role(resource.props) in DATA_ROLES:
-            for network in resource.props.get("networksAdvanced") or []:
-                if not internal.get(network.get("name"), False):
-                    report_violation(f"{resource.props.get('name')}: data service on non-internal network {network.get('name')}", resource.urn)
+        if resource.resource_type != CONTAINER:
+            continue
+        evidence = data_service_evidence(resource.props)
+        if not evidence:
+            continue
+        name, why = resource.props.get("name"), "; ".join(evidence)
+        mode = _network_mode(resource.props)
+        networks = [n.get("name") for n in resource.props.get("networksAdvanced") or []]
+        if mode not in ("", "bridge", "default", "none") and not internal.get(mode, False):
+            report_violation(f"{name}: data service ({why}) in network mode {mode}, not an internal network", resource.urn)
+        elif not networks and mode != "none":
+            report_violation(f"{name}: data service ({why}) on Docker's default bridge network, which is not internal", resource.urn)
+        for network in networks:
+            if not internal.get(network, False):
+                report_violation(f"{name}: data service ({why}) on non-internal network {network}", resource.urn)
 
 
 POLICIES = [
@@ -151,8 +365,10 @@ POLICIES = [
                              validate=_volumes_protected),
     StackValidationPolicy(name="data-services-internal-only", description="Data services are only on internal networks.",
                           validate=_data_services_internal),
-    ResourceValidationPolicy(name="no-plaintext-secrets", description="No hard-coded or weak secret-looking value in a container's environment.",
+    ResourceValidationPolicy(name="no-plaintext-secrets",
+                             description="No hard-coded or weak secret-looking value in a container's environment, "
+                                         "and no URL with a password in its labels, command or healthcheck.",
                              validate=_no_plaintext_secrets),
-    ResourceValidationPolicy(name="tls-on", description="The gateway serves HTTPS in staging and prod.",
+    ResourceValidationPolicy(name="tls-on", description="The gateway (any entry point) serves HTTPS in staging and prod.",
                              validate=_tls_on, enforcement_level=EnforcementLevel.MANDATORY),
 ]

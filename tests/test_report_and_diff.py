@@ -1,16 +1,21 @@
 """The declared-environment report and the diff, as auditors and CI use them."""
 
+import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from carecircle.audit import report
+from carecircle.monitoring import render_alert_rules
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.stackfiles import load_stack_config
 from conftest import REPO_ROOT
+from helpers import decoded_texts
 
 
 def cli(*args, cwd=REPO_ROOT):
@@ -60,19 +65,69 @@ def test_report_shows_protection_of_data_volumes():
                                {"name": "carecircle-staging-prometheus-data", "protected": True, "mounted_by": "prometheus"}]
 
 
-def test_report_never_shows_a_secret_value():
-    evaluation = evaluate_stack("dev")
-    data = report.build(evaluation, stack_settings("dev"))
-    texts = report.markdown(data) + report.as_json(data)
-    assert evaluation.secret_values
-    assert not [value for value in evaluation.secret_values if value in texts]
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_report_never_shows_a_secret_value(stacks, stack):
+    """No secret, nor any part of one (a URL's password, a PEM body), in any format of any report."""
+    evaluation = stacks[stack]
+    data = report.build(evaluation, stack_settings(stack))
+    texts = report.markdown(data) + report.as_json(data) + decoded_texts(data)
+    fragments = report.secret_fragments(evaluation.secret_values)
+    assert evaluation.secret_values and all(len(f) >= 8 for f in fragments)
+    assert not [f for f in fragments if f in texts]
 
 
-def test_mermaid_diagram_shows_what_is_exposed(prod_report):
-    diagram = report.mermaid(prod_report)
-    assert 'internet -->|"0.0.0.0:443"| gateway' in diagram and 'loopback -->|"8081"| gateway' in diagram
-    assert "api_blue --- carecircle_prod_backend" in diagram
-    assert "internet -->" not in diagram.split("gateway", 1)[0]
+def test_secret_fragments_of_a_url_and_a_pem():
+    fragments = report.secret_fragments({"postgresql://app:p%40ss-0123456789@db:5432/x", "-----BEGIN KEY-----\nQUJD\nREVG\n-----END KEY-----\n"})
+    assert {"p%40ss-0123456789", "p@ss-0123456789", "app:p%40ss-0123456789", "QUJDREVG", "QUJD", "REVG"} <= fragments
+
+
+EDGE = re.compile(r'^\s*(internet|loopback) -->\|"([^"]+)"\| (\w+)$')
+
+
+def exposure(diagram: str) -> set[tuple[str, int, str]]:
+    """(bind address, host port, node) of every exposure edge of a Mermaid diagram, each checked to
+    point at a declared service node from a declared source node."""
+    lines = diagram.splitlines()
+    declared = {m[1] for line in lines if (m := re.match(r'^\s*(\w+)\["[^"]+ ×\d+"\]$', line))}
+    edges = set()
+    for line in lines:
+        if (match := EDGE.match(line)) is None:
+            assert "-->" not in line, f"unparsed edge {line!r}"
+            continue
+        source, label, node = match.groups()
+        assert node in declared, f"edge to undeclared node {node}"
+        assert any(re.match(rf"^\s*{source}\(\(", other) for other in lines), f"edge from undeclared {source}"
+        address, _, port = label.rpartition(":") if source == "internet" else ("127.0.0.1", "", label)
+        edges.add((address, int(port), node))
+    return edges
+
+
+@pytest.mark.parametrize("stack, expected", [
+    ("dev", {("127.0.0.1", 8080, "gateway"), ("127.0.0.1", 8081, "gateway"), ("127.0.0.1", 5432, "postgres"),
+             ("127.0.0.1", 15672, "rabbitmq"), ("127.0.0.1", 6379, "redis")}),
+    ("staging", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
+    ("prod", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
+])
+def test_mermaid_diagram_shows_exactly_what_is_exposed(stacks, stack, expected):
+    data = report.build(stacks[stack], stack_settings(stack))
+    diagram = report.mermaid(data)
+    assert exposure(diagram) == expected
+    assert ("internet((internet))" in diagram) == any(address != "127.0.0.1" for address, _, _ in expected)
+    assert f"api_blue --- carecircle_{stack}_backend" in diagram
+
+
+def test_a_mislabelled_container_cannot_hide_what_it_exposes(stacks):
+    """A container whose labels say it is one more api replica, but which publishes postgres to the
+    world, shows as a service of its own in the report and its diagram."""
+    evaluation = copy.deepcopy(stacks["prod"])
+    api_2 = evaluation.containers["carecircle-prod-api-blue-2"]
+    api_2.inputs["ports"] = [{"internal": 5432.0, "external": 5432.0}]  # no address: Docker's 0.0.0.0
+    data = report.build(evaluation, stack_settings("prod"))
+    # replicas that are not alike are not one service: each shows on its own
+    assert "api-blue" not in data["services"]
+    assert {f"carecircle-prod-api-blue-{i}" for i in (1, 2, 3)} <= set(data["services"])
+    assert data["services"]["carecircle-prod-api-blue-2"]["ports"] == [{"bind": "0.0.0.0", "host": 5432, "container": 5432}]
+    assert ("0.0.0.0", 5432, "carecircle_prod_api_blue_2") in exposure(report.mermaid(data))
 
 
 def test_report_cli_formats_and_errors():
@@ -125,7 +180,10 @@ def test_diff_against_a_git_revision(two_revisions):
     assert "| replace | docker:index/container:Container | api-blue-1 | envs (secret, changed), memory |" in text
     assert "| replace | docker:index/container:Container | workers-1 | envs (secret, changed) |" in text
     _, config, _ = load_stack_config("prod", two_revisions)
-    assert config["carecircle:redisUrl"] not in text  # the secret's value never appears
+    _, old_config, _ = load_stack_config("prod", REPO_ROOT)
+    rotated = {config["carecircle:redisUrl"], old_config["carecircle:redisUrl"]}
+    assert len(rotated) == 2  # the old and the new value...
+    assert not [f for f in report.secret_fragments(rotated) if f in text]  # ...never appear, nor their passwords
     old = cli("diff", "--stack", "prod", "--base", "HEAD~1", cwd=two_revisions)
     assert old.returncode == 2 and "cannot be evaluated" in old.stderr
 
@@ -134,8 +192,34 @@ def test_report_lists_what_is_monitored_and_alerted(prod_report):
     monitoring = prod_report["monitoring"]
     assert monitoring["enabled"] and monitoring["retention"] == "30d"
     assert {t["job"] for t in monitoring["targets"]} == {"api", "nginx"}
-    assert [a["alert"] for a in monitoring["alerts"]] == ["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage",
-                                                          "TargetDown", "QueueWithoutConsumers"]
+    # What prod ships today (a change to alerts.yml.j2 must show here, and in docs/environments/)
+    assert [(a["alert"], a["for"], a["severity"]) for a in monitoring["alerts"]] == [
+        ("HighErrorRate", "5m", "critical"), ("SlowResponses", "5m", "warning"), ("QueueBacklog", "10m", "warning"),
+        ("HighMemoryUsage", "5m", "warning"), ("TargetDown", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical")]
+    alerts = {a["alert"]: a for a in monitoring["alerts"]}
+    assert alerts["HighErrorRate"]["summary"] == "More than 5% of api requests fail"
+    assert alerts["HighMemoryUsage"]["summary"] == "{{ $labels.instance }} uses more than 80% of its 1024 MB limit"
     assert monitoring["tracing"] == {"otlp_endpoint": "https://otel-collector.carecircle.example:4318", "sample_rate": 0.1, "sentry": False}
     dev = report.build(evaluate_stack("dev"), stack_settings("dev"))
     assert dev["monitoring"] == {"enabled": False}
+
+
+def test_report_alerts_are_the_rules_shipped(prod_report):
+    """Exactly the rendered rules Prometheus gets, in order, with their `for:` and annotations."""
+    rules = [rule for group in yaml.safe_load(render_alert_rules(stack_settings("prod")))["groups"] for rule in group["rules"]]
+    assert [(a["alert"], a["for"], a["summary"], a["description"]) for a in prod_report["monitoring"]["alerts"]] == [
+        (r["alert"], r["for"], r["annotations"]["summary"], r["annotations"]["description"]) for r in rules]
+    markdown = report.markdown(prod_report)
+    for rule in rules:
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {rule['alert']} |"))
+        assert row.startswith(f"| {rule['alert']} | {rule['for']} | {rule['labels']['severity']} | ")
+
+
+def test_changing_a_rules_for_changes_the_report(monkeypatch):
+    settings = stack_settings("prod")
+    shipped = render_alert_rules(settings)
+    assert shipped.count("for: 10m") == 1
+    monkeypatch.setattr(report, "render_alert_rules", lambda s: shipped.replace("for: 10m", "for: 45m"))
+    data = report.build(evaluate_stack("prod"), settings)
+    assert {a["alert"]: a["for"] for a in data["monitoring"]["alerts"]}["QueueBacklog"] == "45m"
+    assert "| QueueBacklog | 45m | warning |" in report.markdown(data)

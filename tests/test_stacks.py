@@ -1,10 +1,15 @@
 """What each stack declares, as an auditor would check it: containers, networks, exposure,
 volumes and their protection, environment, secrets, images and healthchecks."""
 
+import copy
 import json
+import os
+import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
+from carecircle.audit.report import secret_fragments
 from carecircle.offline import evaluate_stack
 from helpers import (
     COMMAND,
@@ -129,35 +134,104 @@ def test_api_and_workers_environment(stacks):
     assert prod_api["DATABASE_URL"].startswith("postgresql://fake:")  # the stack's secret, faked offline
 
 
-def test_secret_bearing_inputs_are_secret(stacks):
-    for stack, evaluation in stacks.items():
-        for name, resource in evaluation.containers.items():
-            if "envs" in resource.inputs and any(
-                k in env_names(resource) for k in ("DATABASE_URL", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_DEFAULT_PASS")
-            ):
-                assert "envs" in resource.secret_inputs, f"{stack}: envs of {name} are not secret"
-    prod_config = stacks["prod"].get(COMMAND, "gateway-config")
+def test_secret_bearing_inputs_are_secret(every_evaluation):
+    expected = {"dev": {"api-blue-1", "workers-1", "postgres", "redis", "rabbitmq"},
+                "staging+data": {"api-blue-1", "workers-1", "postgres", "redis", "rabbitmq", "postgres-exporter", "redis-exporter"}}
+    for stack, evaluation in every_evaluation.items():
+        fragments = secret_fragments(evaluation.secret_values)
+        bearing = {name.removeprefix(f"carecircle-{evaluation.stack}-") for name, resource in evaluation.containers.items()
+                   if any(f in entry for entry in resource.inputs.get("envs", []) for f in fragments)}
+        assert expected.get(stack, {"api-blue-1", "workers-1"}) <= bearing, stack  # the check looks at every one of them
+        for name in bearing:
+            assert "envs" in container(evaluation, f"carecircle-{evaluation.stack}-{name}").secret_inputs, f"{stack}: envs of {name} are not secret"
+    prod_config = every_evaluation["prod"].get(COMMAND, "gateway-config")
     assert "stdin" in prod_config.secret_inputs  # the bundle holds the private key
 
 
-def _secret_values(evaluation):
-    values = set()
-    for resource in evaluation.resources:
-        for entry in resource.inputs.get("envs", []):
-            key, value = entry.split("=", 1)
-            if key.endswith(("_URL", "_PASSWORD", "_PASS", "_SECRET")):
-                values.add(value)
-    return values - {""}
+ALL_DATA = {"carecircle:postgresMode": "container", "carecircle:redisMode": "container", "carecircle:rabbitmqMode": "container"}
 
 
-def test_no_secret_in_plain_inputs_or_outputs(stacks):
-    for stack, evaluation in stacks.items():
-        secrets = _secret_values(evaluation)
-        assert secrets, "the check must look at something"
-        plain = json.dumps([{k: v for k, v in r.inputs.items() if k not in r.secret_inputs} for r in evaluation.resources], default=str)
-        plain += json.dumps(evaluation.outputs, default=str)
-        leaked = [s for s in secrets if len(s) > 12 and s in plain]
-        assert not leaked, f"{stack}: plaintext secret in a non-secret input or output"
+@pytest.fixture(scope="module")
+def every_evaluation(stacks):
+    """Every stack, and staging/prod with every data service as a container (exporters included)."""
+    return {**stacks, "staging+data": evaluate_stack("staging", overrides=ALL_DATA), "prod+data": evaluate_stack("prod", overrides=ALL_DATA)}
+
+
+def plain_leaks(evaluation):
+    """(where, fragment length) of every secret fragment found in a non-secret input or output, also
+    inside base64. The secrets are the evaluation's own: every faked config secret and generated
+    password, never guessed from variable names."""
+    fragments = secret_fragments(evaluation.secret_values)
+    places = [(f"{r.name}.{key}", decoded_texts(value)) for r in evaluation.resources
+              for key, value in r.inputs.items() if key not in r.secret_inputs]
+    places += [(f"output {key}", decoded_texts(value)) for key, value in evaluation.outputs.items() if key not in evaluation.secret_outputs]
+    return [(where, len(fragment)) for where, text in places for fragment in fragments if fragment in text]
+
+
+def test_no_secret_fragment_in_plain_inputs_or_outputs(every_evaluation):
+    for name, evaluation in every_evaluation.items():
+        generated = evaluation.of_type("random:index/randomPassword:RandomPassword")
+        assert generated and len(evaluation.secret_values) >= len(generated), f"{name}: the check must look at every secret"
+        assert all(len(fragment) >= 8 for fragment in secret_fragments(evaluation.secret_values)), name
+        assert not plain_leaks(evaluation), f"{name}: a secret, or part of one, in a non-secret input or output"
+
+
+@pytest.mark.parametrize("where", ["label", "command", "base64"])
+def test_the_leak_check_finds_a_password_fragment(every_evaluation, where):
+    """The check above can fail: a URL's password alone, or base64-encoded, in a plain input is found."""
+    import base64
+
+    evaluation = copy.deepcopy(every_evaluation["prod"])
+    url = next(v for v in evaluation.secret_values if v.startswith("postgresql://"))
+    password = urlsplit(url).password
+    workers = evaluation.containers["carecircle-prod-workers-1"]
+    if where == "label":
+        workers.inputs["labels"].append({"label": "db-password", "value": password})
+    elif where == "command":
+        workers.inputs["command"] = [*workers.inputs["command"], f"--db-password={password}"]
+    else:
+        workers.inputs["command"] = [*workers.inputs["command"], base64.b64encode(f"user:{password}".encode()).decode()]
+    assert [leak for leak in plain_leaks(evaluation) if leak[0].startswith("workers-1.")]
+
+
+def _argv_of(command, environment, program, tmp_path, output=""):
+    """Run command with `program` replaced by a stub recording its arguments: what the real one gets."""
+    stub_dir = tmp_path / "bin"
+    stub_dir.mkdir(exist_ok=True)
+    record = tmp_path / f"{program}.argv"
+    stub = stub_dir / program
+    stub.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > "{record}"\nprintf "{output}"\n')
+    stub.chmod(0o755)
+    result = subprocess.run(command, env={**environment, "PATH": f"{stub_dir}:{os.environ['PATH']}"}, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return record.read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", ["dev", "staging+data"])
+def test_redis_requires_its_generated_password_everywhere(every_evaluation, name, tmp_path):
+    evaluation = every_evaluation[name]
+    prefix = f"carecircle-{evaluation.stack}-"
+    redis = container(evaluation, prefix + "redis")
+    password = env(redis)["REDIS_PASSWORD"]
+    assert password in evaluation.secret_values and len(password) == 32 and "envs" in redis.secret_inputs
+    # the server is started (by a shell, as Docker runs the command) requiring exactly that password
+    argv = _argv_of(redis.inputs["command"], {"REDIS_PASSWORD": password}, "redis-server", tmp_path)
+    assert "--requirepass" in argv, f"redis starts without a password: {redis.inputs['command']}"
+    assert argv[argv.index("--requirepass") + 1] == password
+    assert password not in json.dumps(redis.inputs["command"])  # from the secret environment, never the command
+    # the healthcheck authenticates with it (CMD-SHELL: Docker runs it with /bin/sh -c)
+    kind, script = redis.inputs["healthcheck"]["tests"]
+    assert kind == "CMD-SHELL"
+    argv = _argv_of(["/bin/sh", "-c", script], {"REDIS_PASSWORD": password}, "redis-cli", tmp_path, output="PONG")
+    assert argv[argv.index("-a") + 1] == password and "ping" in argv
+    # the apps (and the exporter, where there is one) reach it with it
+    users = [c for c in evaluation.containers.values() if "envs" in c.inputs and "REDIS_URL" in env_names(c)]
+    assert {c.inputs["name"] for c in users} >= {prefix + "api-blue-1", prefix + "workers-1"}
+    for user in users:
+        url = urlsplit(env(user)["REDIS_URL"])
+        assert (url.hostname, url.port, url.password) == (prefix + "redis", 6379, password), user.inputs["name"]
+    if prefix + "redis-exporter" in evaluation.containers:
+        assert env(container(evaluation, prefix + "redis-exporter"))["REDIS_PASSWORD"] == password
 
 
 def test_private_key_is_never_plain(stacks):

@@ -2,15 +2,20 @@
 
 Built from an offline evaluation (the same mocks as the tests) and the stack's settings. Secret
 values are never included: an environment variable is marked secret when its value holds any secret
-the stack handles, and secrets are listed by name and source only.
+the stack handles, or a part of one (a URL's password, a PEM body), and secrets are listed by name
+and source only. Containers are grouped into services by their labels only where they are alike, so a
+label cannot hide what a container exposes; the alert list is read from the rules the stack ships.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
+from urllib.parse import unquote, urlsplit
 
-from ..monitoring import scrape_jobs
+import yaml
+
+from ..monitoring import render_alert_rules, scrape_jobs
 from ..offline import DeclaredResource, Evaluation
 from ..settings import SECRET_FIELDS, Settings
 from .policy_check import check, load_policies
@@ -30,11 +35,38 @@ def _service_name(resource: DeclaredResource) -> str:
     return f"{labels.get('com.carecircle.role')}-{color}" if color else labels.get("com.carecircle.role", resource.name)
 
 
-def _env(resource: DeclaredResource, secret_values: set[str]) -> list[dict[str, Any]]:
+PEM_BOUNDARY = "-----"
+
+
+def secret_fragments(secret_values: Iterable[str]) -> set[str]:
+    """Every piece of a secret that is secret on its own: the whole value, the password and the
+    userinfo of a URL (as written and percent-decoded), the body of a PEM block and each of its lines."""
+    fragments: set[str] = set()
+    for value in secret_values:
+        if not value:
+            continue
+        fragments.add(value)
+        try:
+            url = urlsplit(value.strip())
+        except ValueError:
+            url = None
+        if url is not None and url.scheme and "@" in url.netloc:
+            userinfo = url.netloc.rpartition("@")[0]
+            _, has_password, password = userinfo.partition(":")
+            fragments |= {userinfo, unquote(userinfo)}
+            if has_password and password:
+                fragments |= {password, unquote(password)}
+        if PEM_BOUNDARY in value:
+            body = [line.strip() for line in value.splitlines() if line.strip() and PEM_BOUNDARY not in line]
+            fragments |= {"".join(body), *body}
+    return {fragment for fragment in fragments if fragment}
+
+
+def _env(resource: DeclaredResource, fragments: set[str]) -> list[dict[str, Any]]:
     entries = []
     for entry in resource.inputs.get("envs", []):
         name, _, value = entry.partition("=")
-        entries.append({"name": name, "secret": any(secret and secret in value for secret in secret_values)})
+        entries.append({"name": name, "secret": any(fragment in value for fragment in fragments)})
     return entries
 
 
@@ -43,34 +75,61 @@ def _int(value: Any) -> Any:
     return int(value) if isinstance(value, float) else value
 
 
-def _service(containers: list[DeclaredResource], secret_values: set[str]) -> dict[str, Any]:
-    first = containers[0]
-    inputs = first.inputs
+def _shape(resource: DeclaredResource, fragments: set[str]) -> dict[str, Any]:
+    """What the report says about one container, less its name and fixed addresses."""
+    inputs = resource.inputs
     health = inputs.get("healthcheck") or {}
     return {
-        "containers": [c.inputs["name"] for c in containers],
-        "replicas": len(containers),
         "image": inputs.get("image"),
-        "networks": [
-            {"name": n["name"], **({"fixed_addresses": [next(x for x in c.inputs["networksAdvanced"] if x["name"] == n["name"])["ipv4Address"] for c in containers]} if "ipv4Address" in n else {})}
-            for n in inputs.get("networksAdvanced", [])
-        ],
-        "ports": [{"bind": p.get("ip", "0.0.0.0"), "host": int(p["external"]), "container": int(p["internal"])} for p in inputs.get("ports", [])],
+        # A missing or empty bind address is Docker's 0.0.0.0.
+        "ports": [{"bind": p.get("ip") or "0.0.0.0", "host": int(p["external"]), "container": int(p["internal"])} for p in inputs.get("ports", [])],
         "volumes": [v.get("volumeName") or v.get("hostPath") for v in inputs.get("volumes", [])],
-        "environment": _env(first, secret_values),
+        "environment": _env(resource, fragments),
         "healthcheck": {"test": health.get("tests", []), "interval": health.get("interval"), "retries": _int(health.get("retries"))},
         "restart": inputs.get("restart"),
         "limits": {"memory_mb": _int(inputs.get("memory")), "cpus": inputs.get("cpus")},
         "log_rotation": {"driver": inputs.get("logDriver"), **(inputs.get("logOpts") or {})},
         "stop_grace_seconds": _int(inputs.get("stopTimeout")),
+        "network_names": [n["name"] for n in inputs.get("networksAdvanced", [])],
     }
+
+
+def _service(containers: list[DeclaredResource], fragments: set[str]) -> dict[str, Any]:
+    first = containers[0]
+    shape = _shape(first, fragments)
+    return {
+        "containers": [c.inputs["name"] for c in containers],
+        "replicas": len(containers),
+        "image": shape["image"],
+        "networks": [
+            {"name": n["name"], **({"fixed_addresses": [next(x for x in c.inputs["networksAdvanced"] if x["name"] == n["name"])["ipv4Address"] for c in containers]} if "ipv4Address" in n else {})}
+            for n in first.inputs.get("networksAdvanced", [])
+        ],
+        **{key: value for key, value in shape.items() if key not in ("image", "network_names")},
+    }
+
+
+def _services(containers: list[DeclaredResource], fragments: set[str]) -> dict[str, list[DeclaredResource]]:
+    """Containers grouped into services by their role (and colour) labels, but only replicas that
+    are alike: a container that differs from the rest of its group in anything the report shows (its
+    ports above all) is a service of its own, under its Docker name, so a label can never hide it."""
+    groups: dict[str, list[DeclaredResource]] = {}
+    for resource in sorted(containers, key=lambda r: r.inputs["name"]):
+        groups.setdefault(_service_name(resource), []).append(resource)
+    services: dict[str, list[DeclaredResource]] = {}
+    for name, members in groups.items():
+        shapes = [json.dumps(_shape(member, fragments), sort_keys=True, default=str) for member in members]
+        if len(set(shapes)) == 1:
+            services[name] = members
+        else:
+            services.update({member.inputs["name"]: [member] for member in members})
+    return services
 
 
 def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
     """The report as plain data (what `--format json` prints)."""
-    services: dict[str, list[DeclaredResource]] = {}
-    for resource in sorted(evaluation.of_type(CONTAINER), key=lambda r: r.inputs["name"]):
-        services.setdefault(_service_name(resource), []).append(resource)
+    fragments = secret_fragments(evaluation.secret_values)
+    services = _services(evaluation.of_type(CONTAINER), fragments)
     volumes = evaluation.of_type(VOLUME)
     mounted_by = {v: name for name, cs in services.items() for c in cs for v in (x.get("volumeName") for x in c.inputs.get("volumes", [])) if v}
     violations = sorted(check(evaluation.resources), key=lambda v: (v.policy, v.message))
@@ -92,7 +151,7 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
             "cors_origins": list(settings.gateway_cors_origins),
             "preview_port": settings.gateway_preview_port,
         },
-        "services": {name: _service(cs, evaluation.secret_values) for name, cs in services.items()},
+        "services": {name: _service(cs, fragments) for name, cs in services.items()},
         # Registration order is asynchronous: sort, so a report only changes when the stack does.
         "networks": sorted(({"name": n.inputs["name"], "internal": bool(n.inputs.get("internal"))} for n in evaluation.of_type(NETWORK)),
                            key=lambda n: n["name"]),
@@ -116,17 +175,26 @@ def _monitoring(settings: Settings) -> dict[str, Any]:
         "retention": settings.prometheus_retention,
         "scrape_interval": settings.scrape_interval,
         "targets": [{"job": job.name, "targets": [t for group in job.groups for t in group.targets]} for job in scrape_jobs(settings)],
-        "alerts": [
-            {"alert": "HighErrorRate", "when": f"more than {settings.alert_error_rate_percent:g}% of api requests answer 5xx for 5 min"},
-            {"alert": "SlowResponses", "when": f"api p95 response time above {settings.alert_latency_p95_seconds:g} s for 5 min"},
-            {"alert": "QueueBacklog", "when": f"a queue holds more than {settings.alert_queue_depth} waiting jobs for 10 min"},
-            {"alert": "HighMemoryUsage", "when": f"an api container above {settings.alert_memory_percent:g}% of its {settings.api_memory_mb} MB for 5 min"},
-            {"alert": "TargetDown", "when": "a scrape target is down for 2 min"},
-            {"alert": "QueueWithoutConsumers", "when": "a RabbitMQ queue has no consumer for 5 min"},
-        ],
+        "alerts": shipped_alerts(settings),
         "tracing": {"otlp_endpoint": settings.otel_exporter_endpoint, "sample_rate": settings.trace_sample_rate,
                     "sentry": settings.sentry_dsn is not None},
     }
+
+
+def shipped_alerts(settings: Settings) -> list[dict[str, Any]]:
+    """The alert rules the stack ships (rendered as Prometheus gets them): name, `for:`, severity,
+    summary and description, in file order."""
+    rules = yaml.safe_load(render_alert_rules(settings))
+    return [
+        {"alert": rule["alert"], "for": rule.get("for", "0s"), "severity": (rule.get("labels") or {}).get("severity"),
+         "summary": (rule.get("annotations") or {}).get("summary"), "description": (rule.get("annotations") or {}).get("description")}
+        for group in rules.get("groups") or [] for rule in group.get("rules") or [] if "alert" in rule
+    ]
+
+
+def _cell(value: Any) -> str:
+    """Plain text in a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _code(value: Any, in_table: bool = True) -> str:
@@ -216,8 +284,9 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(f"Prometheus (retention {monitoring['retention']}, every {monitoring['scrape_interval']}) scrapes:")
         out.append("")
         out += [f"- **{t['job']}**: " + ", ".join(_code(x, in_table=False) for x in t["targets"]) for t in monitoring["targets"]]
-        out += ["", "| alert | fires when |", "|---|---|"]
-        out += [f"| {a['alert']} | {a['when']} |" for a in monitoring["alerts"]]
+        out += ["", "| alert | for | severity | summary | description |", "|---|---|---|---|---|"]
+        out += [f"| {a['alert']} | {a['for']} | {a['severity']} | {_cell(a['summary'])} | {_cell(a['description'])} |"
+                for a in monitoring["alerts"]]
         tracing = monitoring["tracing"]
         out += ["", f"Traces: {'OTLP to ' + _code(tracing['otlp_endpoint']) if tracing['otlp_endpoint'] else 'not exported'}, "
                 f"sample rate {tracing['sample_rate']:g}; Sentry: {'on (DSN from stack secrets)' if tracing['sentry'] else 'off'}."]
