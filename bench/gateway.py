@@ -1,35 +1,51 @@
-"""Gateway throughput and latency with wrk on loopback.
+"""Gateway throughput and latency with wrk on loopback, on the nginx of production's line.
 
-Upstreams are nginx stubs (so the upstream is not the bottleneck). Measures:
+Upstreams are nginx stubs (so the upstream is not the bottleneck). Measures, in each run:
   (a) a stub hit directly,
-  (b) the generated prod-profile gateway over HTTP and over HTTPS (JSON access log formatted, written to /dev/null),
+  (b) the generated prod gateway over HTTP and over HTTPS,
+  (t) a hand-tuned reference with the same features (bench/tuned-gateway.conf.j2), HTTP and HTTPS,
   (c) a naive proxy config without upstream keepalive (HTTP/1.0 to the upstream, a new connection per request),
-and prints requests/s, p50 and p99 latency and the ratios b/a and b/c, all from the same run.
+and prints requests/s, p50 and p99 latency per target, then generated/tuned and generated/naive per
+run with their median and spread (min-max). The targets run one after the other, in a rotated order
+each run, so a slow moment of the machine does not always hit the same row.
 
-    .venv/bin/python bench/gateway.py [--duration 10] [--connections 32] [--threads 2]
+The JSON access log of (b) and (t) goes where it goes in a container: nginx's stdout, a pipe, read
+by this process as fast as it can (--log devnull writes it to /dev/null instead).
 
-Needs nginx, wrk and openssl (apt-get install nginx wrk openssl).
+    .venv/bin/python bench/gateway.py [--duration 10] [--connections 32] [--threads 2] [--runs 3] [--log pipe|devnull]
+                                      [--baseline-rev HEAD]
+
+--baseline-rev REV adds rows (r) for the gateway configuration as a git revision of this repository
+rendered it (same settings, ports and log), to see what a change costs.
+
+Needs wrk and openssl, and the nginx bin/fetch-nginx unpacks (the tests' nginx).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
-import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Optional
+
+import jinja2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra"), str(ROOT / "tests")]
 
 from carecircle.rendering import GatewayPorts, NginxPaths, render_nginx_conf  # noqa: E402
-from nginx_harness import free_port, make_certificate, settings_for  # noqa: E402
+from nginx_harness import free_port, make_certificate, nginx, settings_for, stop, wait_for_port  # noqa: E402
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REPLICAS = 3
+TUNED = ROOT / "bench" / "tuned-gateway.conf.j2"
+
 
 def nginx_conf(directory: Path, workers: str, body: str) -> str:
     """A minimal unprivileged nginx.conf around `body` (the http-level directives and servers)."""
@@ -46,17 +62,48 @@ NAIVE_BODY = """    upstream api {{
     }}
     server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://api; }} }}"""
 
-def start_nginx(directory: Path, conf: str) -> subprocess.Popen:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "nginx.conf"
-    path.write_text(conf)
-    subprocess.run([NGINX, "-t", "-q", "-e", "stderr", "-p", str(directory), "-c", str(path)], check=True)
-    process = subprocess.Popen([NGINX, "-e", "stderr", "-p", str(directory), "-c", str(path), "-g", "daemon off;"])
-    time.sleep(0.5)
-    return process
+
+class Nginx:
+    """One nginx under test, stopped by its pid; its stdout (the access log) drained by a thread."""
+
+    def __init__(self, directory: Path, conf: str, port: int, pipe: bool = False):
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "nginx.conf"
+        path.write_text(conf)
+        subprocess.run([nginx(), "-t", "-q", "-e", "stderr", "-p", str(directory), "-c", str(path)], check=True)
+        self.process = subprocess.Popen([nginx(), "-e", "stderr", "-p", str(directory), "-c", str(path), "-g", "daemon off;"],
+                                        stdout=subprocess.PIPE if pipe else subprocess.DEVNULL)
+        self.logged = 0
+        if pipe:
+            threading.Thread(target=self._drain, daemon=True).start()
+        wait_for_port(port, self.process)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the master and its workers."""
+        total = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(proc.name) == self.process.pid or int(fields[1]) == self.process.pid:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _drain(self) -> None:
+        while data := self.process.stdout.read1(65536):  # type: ignore[union-attr]
+            self.logged += data.count(b"\n")
+
+    def stop(self) -> None:
+        stop(self.process)
 
 
-def wrk(url: str, args: argparse.Namespace) -> dict[str, float]:
+def wrk(url: str, args: argparse.Namespace, server: Optional[Nginx] = None) -> dict:
+    """wrk's figures, plus the CPU the nginx under test spent per request (microseconds): a figure
+    that depends far less than requests/s on what else the machine is doing."""
+    cpu_before = server.cpu_seconds() if server else 0.0
     out = subprocess.run(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
         capture_output=True, text=True, check=True,
@@ -64,9 +111,12 @@ def wrk(url: str, args: argparse.Namespace) -> dict[str, float]:
     def latency(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    cpu = server.cpu_seconds() - cpu_before if server else 0.0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
+        "cpu_us": cpu / requests * 1e6 if requests else 0.0,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50": latency("50%"),
         "p99": latency("99%"),
@@ -75,60 +125,131 @@ def wrk(url: str, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def tuned_conf(directory: Path, ports: GatewayPorts, upstreams: list[str], tls, access_log: str) -> str:
+    template = jinja2.Template(TUNED.read_text(), undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return template.render(dir=directory, http_port=ports.http, https_port=ports.https, status_port=ports.status,
+                           server_name="localhost", upstreams=upstreams, tls=tls, access_log=access_log)
+
+
+RENDER_AT_REVISION = """
+import sys
+sys.path[:0] = [sys.argv[1] + "/infra", sys.argv[1] + "/tests"]
+from nginx_harness import settings_for
+from carecircle.rendering import GatewayPorts, NginxPaths, TlsFiles, render_nginx_conf
+proto, directory, http, https, preview, status, upstreams, log, cert, key = sys.argv[2:12]
+settings = settings_for("prod", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"], "carecircle:gatewayServerName": "localhost"})
+if proto == "http":
+    settings = settings.model_copy(update={"gateway_tls": False})
+print(render_nginx_conf(settings, {"api": upstreams.split(",")}, ports=GatewayPorts(int(http), int(https), int(preview), int(status)),
+                        paths=NginxPaths(runtime_dir=directory, access_log=log), tls_files=TlsFiles(cert, key) if proto == "https" else None))
+"""
+
+
+def conf_at_revision(revision: str, work: Path, proto: str, directory: Path, ports: GatewayPorts, upstreams: list[str],
+                     tls, access_log: str) -> str:
+    """The prod gateway configuration as `revision` of this repository renders it."""
+    tree = work / f"tree-{revision.replace('/', '_')}"
+    if not tree.exists():
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", RENDER_AT_REVISION, str(tree), proto, str(directory), str(ports.http), str(ports.https), str(ports.preview),
+         str(ports.status), ",".join(upstreams), access_log, tls.certificate if tls else "", tls.key if tls else ""],
+        capture_output=True, text=True, check=True).stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--log", choices=["pipe", "devnull"], default="pipe")
+    parser.add_argument("--baseline-rev", help="also measure the gateway configuration of this git revision")
     args = parser.parse_args()
+    pipe = args.log == "pipe"
+    access_log = "/dev/stdout" if pipe else "/dev/null"
 
-    processes = []
-    results: dict[str, dict[str, float]] = {}
-    gateway_urls: dict[str, str] = {}
+    servers: list[Nginx] = []
+    runs: list[dict[str, dict]] = []
+    version = subprocess.run([nginx(), "-v"], capture_output=True, text=True).stderr.strip()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         try:
             stub_ports = [free_port() for _ in range(REPLICAS)]
             stub_body = "    keepalive_requests 100000;\n" + "\n".join(STUB_SERVER.format(port=p) for p in stub_ports)
-            processes.append(start_nginx(work / "stub", nginx_conf(work / "stub", "1", stub_body)))
-            upstreams = {"api": [f"127.0.0.1:{p}" for p in stub_ports]}
-            # The prod profile; allow-listed so the rate limit does not throttle the load generator,
+            servers.append(Nginx(work / "stub", nginx_conf(work / "stub", "1", stub_body), stub_ports[0]))
+            upstreams = [f"127.0.0.1:{p}" for p in stub_ports]
+            # The prod profile; allow-listed so the rate limits do not throttle the load generator,
             # and served as "localhost" so wrk's SNI matches the certificate's server.
             open_limits = {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"], "carecircle:gatewayServerName": "localhost"}
             prod = settings_for("prod", open_limits)
-            # Prod refuses TLS off; the HTTP row is the same prod profile with only TLS switched off.
+            targets: dict[str, str] = {"(a) upstream direct": f"http://127.0.0.1:{stub_ports[0]}/api/ping"}
+            measured: dict[str, Nginx] = {"(a) upstream direct": servers[0]}
+            # Prod refuses TLS off; the HTTP rows are the same prod profile with only TLS switched off.
+            kinds = ("generated", "tuned", "baseline") if args.baseline_rev else ("generated", "tuned")
             for label, settings in (("http", prod.model_copy(update={"gateway_tls": False})), ("https", prod)):
-                directory = work / f"gateway-{label}"
-                directory.mkdir()
-                ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
-                tls = make_certificate(directory, "localhost") if settings.gateway_tls else None
-                conf = render_nginx_conf(settings, upstreams, ports=ports,
-                                         paths=NginxPaths(runtime_dir=str(directory), access_log="/dev/null"), tls_files=tls)
-                processes.append(start_nginx(directory, conf))
-                gateway_urls[f"(b) prod gateway {label.upper()}"] = f"{label}://localhost:{ports.https if tls else ports.http}/api/ping"
+                for kind in kinds:
+                    directory = work / f"{kind}-{label}"
+                    directory.mkdir()
+                    ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
+                    tls = make_certificate(directory, "localhost") if settings.gateway_tls else None
+                    if kind == "generated":
+                        conf = render_nginx_conf(settings, {"api": upstreams}, ports=ports,
+                                                 paths=NginxPaths(runtime_dir=str(directory), access_log=access_log), tls_files=tls)
+                    elif kind == "tuned":
+                        conf = tuned_conf(directory, ports, upstreams, tls, access_log)
+                    else:
+                        conf = conf_at_revision(args.baseline_rev, work, label, directory, ports, upstreams, tls, access_log)
+                    servers.append(Nginx(directory, conf, ports.status, pipe=pipe))
+                    prefix = {"generated": "(b) generated", "tuned": "(t) tuned", "baseline": f"(r) {args.baseline_rev}"}[kind]
+                    targets[f"{prefix} {label.upper()}"] = f"{label}://localhost:{ports.https if tls else ports.http}/api/ping"
+                    measured[f"{prefix} {label.upper()}"] = servers[-1]
             naive_port = free_port()
-            naive_body = NAIVE_BODY.format(port=naive_port, servers="\n".join(f"        server {u};" for u in upstreams["api"]))
-            processes.append(start_nginx(work / "naive", nginx_conf(work / "naive", "auto", naive_body)))
+            naive_body = NAIVE_BODY.format(port=naive_port, servers="\n".join(f"        server {u};" for u in upstreams))
+            servers.append(Nginx(work / "naive", nginx_conf(work / "naive", "auto", naive_body), naive_port))
+            targets["(c) naive proxy, no upstream keepalive"] = f"http://127.0.0.1:{naive_port}/api/ping"
+            measured["(c) naive proxy, no upstream keepalive"] = servers[-1]
 
-            targets = {"(a) upstream direct": f"http://127.0.0.1:{stub_ports[0]}/api/ping",
-                       **gateway_urls,
-                       "(c) naive proxy, no upstream keepalive": f"http://127.0.0.1:{naive_port}/api/ping"}
-            for label, url in targets.items():
-                results[label] = wrk(url, args)
+            labels = list(targets)
+            for run in range(args.runs):
+                order = labels[run % len(labels):] + labels[:run % len(labels)]
+                results = {}
+                for label in order:
+                    results[label] = wrk(targets[label], args, measured[label])
+                    time.sleep(1)
+                runs.append(results)
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=10)
+            for server in servers:
+                server.stop()
 
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, loopback, {REPLICAS} stub replicas")
-    print("| target | requests/s | p50 ms | p99 ms | non-2xx | socket errors |")
-    print("|---|---|---|---|---|---|")
-    for label, r in results.items():
-        print(f"| {label} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} | {r['socket_errors']} |")
-    a, c = results["(a) upstream direct"], results["(c) naive proxy, no upstream keepalive"]
-    for label in ("(b) prod gateway HTTP", "(b) prod gateway HTTPS"):
-        b = results[label]
-        print(f"{label}: b/a = {b['rps'] / a['rps']:.2f} of direct throughput, b/c = {b['rps'] / c['rps']:.2f}x the naive proxy")
+    print(f"{version}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, loopback, {REPLICAS} stub replicas, "
+          f"access log: {'a pipe (stdout), drained' if pipe else '/dev/null'}, {args.runs} run(s)")
+    print("| target | requests/s (median of runs) | min - max | nginx CPU us/request (median) | min - max | p50 ms | p99 ms | non-2xx | socket errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label in labels:
+        rps = [r[label]["rps"] for r in runs]
+        cpu = [r[label]["cpu_us"] for r in runs]
+        last = runs[-1][label]
+        p50 = statistics.median(r[label]["p50"] for r in runs)
+        p99 = statistics.median(r[label]["p99"] for r in runs)
+        non2xx = sum(r[label]["non2xx"] for r in runs)
+        print(f"| {label} | {statistics.median(rps):.0f} | {min(rps):.0f} - {max(rps):.0f} | {statistics.median(cpu):.1f} | "
+              f"{min(cpu):.1f} - {max(cpu):.1f} | {p50:.2f} | {p99:.2f} | {non2xx} | {last['socket_errors']} |")
+    print()
+    print("Ratios per run (requests/s: above 1 is faster; CPU per request: below 1 is cheaper):")
+    print("| ratio | per run | median | min - max |")
+    print("|---|---|---|---|")
+    for proto in ("HTTP", "HTTPS"):
+        others = [(f"(t) tuned {proto}", "tuned"), ("(c) naive proxy, no upstream keepalive", "naive")]
+        if args.baseline_rev:
+            others.append((f"(r) {args.baseline_rev} {proto}", args.baseline_rev))
+        for other, name in others:
+            for metric, unit in (("rps", "requests/s"), ("cpu_us", "CPU per request")):
+                ratios = [r[f"(b) generated {proto}"][metric] / r[other][metric] for r in runs]
+                print(f"| generated/{name} {proto}, {unit} | {', '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f} | "
+                      f"{min(ratios):.2f} - {max(ratios):.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import IO, Callable, ContextManager, Iterator, Optional
 
 from carecircle.rendering import APPLY_SCRIPT, GatewayPorts, NginxPaths, gateway_bundle, render_bootstrap_conf, render_nginx_conf
 from carecircle.settings import Settings
-from nginx_harness import NGINX, free_port, settings_for, stub_upstreams, wait_for_port
+from nginx_harness import free_port, nginx, nginx_on_path, settings_for, stop, stub_upstreams, wait_for_port
 
+# The environment for the system tools the tests run by name (promtool, prometheus: tests/test_monitoring.py).
+# nginx is never found this way: switchable_gateway puts the tested one first on PATH.
 ENV = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
 
 
@@ -29,6 +31,7 @@ class SwitchableGateway:
     ports: GatewayPorts
     pools: dict[str, list[str]]
     process: subprocess.Popen
+    env: dict[str, str]
 
     def render(self, active: str, broken_upstream: Optional[str] = None) -> str:
         settings = self.settings.model_copy(update={"api_active_color": active})
@@ -41,7 +44,7 @@ class SwitchableGateway:
     def apply_bundle(self, bundle: str) -> subprocess.CompletedProcess:
         """Exactly what the stack's pulumi-command runs inside the gateway container."""
         return subprocess.run(["sh", "-c", APPLY_SCRIPT], input=bundle, capture_output=True, text=True, timeout=60,
-                              env={**ENV, "CARECIRCLE_NGINX_DIR": self.paths.config_dir})
+                              env={**self.env, "CARECIRCLE_NGINX_DIR": self.paths.config_dir})
 
     def switch(self, active: str) -> subprocess.CompletedProcess:
         return self.apply_bundle(self.render(active))
@@ -52,24 +55,29 @@ class SwitchableGateway:
 
 
 @contextlib.contextmanager
-def switchable_gateway(directory: Path, replicas: int = 2, stack: str = "dev") -> Iterator[SwitchableGateway]:
-    settings = settings_for(stack, {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
+def switchable_gateway(directory: Path, replicas: int = 2, stack: str = "dev", overrides: Optional[dict] = None,
+                       pools: Callable[..., ContextManager[list[str]]] = stub_upstreams,
+                       stderr: Optional[IO] = None) -> Iterator[SwitchableGateway]:
+    """nginx started from the bootstrap config, blue and green pools from `pools(replicas, pool=...)`
+    (echo stubs by default); stopped by pid when the block ends."""
+    settings = settings_for(stack, {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"], **(overrides or {})})
     paths = NginxPaths(runtime_dir=str(directory / "run"), access_log=str(directory / "access.log"),
                        config_dir=str(directory / "conf"))
     ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
     for sub in ("run", "conf"):
         (directory / sub).mkdir()
     Path(paths.active_conf).write_text(render_bootstrap_conf(ports, paths))
-    with stub_upstreams(replicas, pool="blue") as blue, stub_upstreams(replicas, pool="green") as green:
+    # gateway-apply.sh calls `nginx` by name, as in the container: the tested one comes first on PATH.
+    env = {**os.environ, "PATH": nginx_on_path(directory)}
+    with pools(replicas, pool="blue") as blue, pools(replicas, pool="green") as green:
         # Started like the container: nginx -c <active.conf>, in the foreground.
-        process = subprocess.Popen([NGINX, "-e", "stderr", "-c", paths.active_conf, "-g", "daemon off;"],
-                                   stdout=subprocess.DEVNULL, stderr=None, env=ENV)
+        process = subprocess.Popen([nginx(), "-e", "stderr", "-c", paths.active_conf, "-g", "daemon off;"],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         try:
-            wait_for_port(ports.http, process)
-            yield SwitchableGateway(settings, paths, ports, {"blue": list(blue), "green": list(green)}, process)
+            wait_for_port(ports.status, process)
+            yield SwitchableGateway(settings, paths, ports, {"blue": list(blue), "green": list(green)}, process, env)
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            stop(process)
 
 
 # ---- bounded load with keep-alive clients ---------------------------------------------------

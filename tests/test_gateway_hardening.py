@@ -1,5 +1,6 @@
-"""Production behaviour of the gateway, each proven against a real nginx on 127.0.0.1:
-TLS profiles, SNI, limits, CORS, headers, client address, request ids, retries, logs."""
+"""Production behaviour of the gateway, each proven against a real nginx (production's line) on
+127.0.0.1: TLS profiles, SNI, headers, limits, CORS, client address, request ids, upgrades, retries,
+logs, and static analysis of every stack's rendered file."""
 
 import gzip
 import http.client
@@ -13,14 +14,8 @@ import crossplane
 import pytest
 
 from carecircle.rendering import render_nginx_conf
-from nginx_harness import client_context, running_gateway, settings_for, stub_upstreams
+from nginx_harness import assert_hardened, client_context, free_port, running_gateway, settings_for, stub_upstreams
 
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
-}
 OPEN = {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]}
 
 
@@ -71,9 +66,12 @@ def test_unknown_sni_is_refused(prod):
         prod.handshake(None, client_context())  # no SNI at all (a scan by IP address)
 
 
-def test_http2_is_offered(prod):
+def test_http2_is_offered_over_tls_only(prod):
     with prod.handshake(prod.server_name, client_context(alpn=["h2", "http/1.1"])) as accepted:
         assert accepted.selected_alpn_protocol() == "h2"
+    # `http2 on` is set in the TLS servers only: the plain port speaks no h2c (prior knowledge).
+    answer, _ = prod.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ")
 
 
 def test_plain_http_redirects_with_308_and_unknown_host_gets_nothing(prod):
@@ -83,42 +81,54 @@ def test_plain_http_redirects_with_308_and_unknown_host_gets_nothing(prod):
         prod.request("GET", "/api/ping", headers={"Host": "other.example"})
 
 
-# ---- headers, limits --------------------------------------------------------------------------
+# ---- headers --------------------------------------------------------------------------------
 
-def assert_hardened(headers, tls=True):
-    for name, value in SECURITY_HEADERS.items():
-        assert headers.get(name) == value, (name, headers)
-    if tls:
-        assert headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
-    assert "server" not in headers or headers["server"] == "nginx"  # no version
-    assert headers.get("x-request-id")
-    assert "x-powered-by" not in headers
-
-
-def test_security_headers_on_200_404_413_and_429(tmp_path):
+def test_security_headers_on_2xx_3xx_4xx_and_5xx(tmp_path):
+    """Every promised header on each class of response (see nginx_harness.SECURITY_HEADERS)."""
     settings = settings_for("prod", {"carecircle:gatewayClientMaxBodySize": "1k",
                                      "carecircle:gatewayRateLimitPerSecond": 1, "carecircle:gatewayRateLimitBurst": 3})
     with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
         status, headers, _ = gateway.request("GET", "/api/ping", tls=True)
         assert status == 200
         assert_hardened(headers)
-        status, headers, body = gateway.request("GET", "/nowhere", tls=True)
+        status, headers, _ = gateway.request("GET", "/api/ping", source="127.0.0.2")  # plain HTTP: the redirect
+        assert status == 308
+        assert_hardened(headers, hsts=False)
+        status, headers, body = gateway.request("GET", "/nowhere", tls=True, source="127.0.0.3")
         assert status == 404 and json.loads(body)["statusCode"] == 404
         assert_hardened(headers)
         status, headers, body = gateway.request("POST", "/api/notes", tls=True, body=b"x" * 2048,
-                                                headers={"Content-Type": "application/json"})
+                                                headers={"Content-Type": "application/json"}, source="127.0.0.4")
         assert status == 413 and json.loads(body)["statusCode"] == 413
         assert_hardened(headers)
         statuses = []
         for _ in range(10):
-            status, headers, body = gateway.request("GET", "/api/ping", tls=True)
+            status, headers, body = gateway.request("GET", "/api/ping", tls=True, source="127.0.0.5")
             statuses.append(status)
             if status == 429:
                 assert json.loads(body)["statusCode"] == 429
                 assert_hardened(headers)
         assert 429 in statuses
-        assert len(upstreams.servers[0].hits) < 10
+    # 5xx: no replica answers (nothing listens on its port).
+    (tmp_path / "down").mkdir()
+    with running_gateway(tmp_path / "down", settings, [f"127.0.0.1:{free_port()}"]) as gateway:
+        status, headers, body = gateway.request("GET", "/api/ping", tls=True)
+        assert status == 502 and json.loads(body)["statusCode"] == 502
+        assert_hardened(headers)
 
+
+def test_the_apis_own_security_headers_never_duplicate_the_gateways(tmp_path):
+    api_headers = {"Permissions-Policy": "camera=*", "Referrer-Policy": "unsafe-url", "Content-Security-Policy": "default-src *",
+                   "X-Frame-Options": "ALLOW", "X-Request-ID": "from-the-api"}
+    with stub_upstreams(1, extra_headers=api_headers) as upstreams, \
+            running_gateway(tmp_path, settings_for("prod", OPEN), upstreams) as gateway:
+        status, headers, _ = gateway.request("GET", "/api/ping", tls=True)
+    assert status == 200
+    assert_hardened(headers)
+    assert headers["x-request-id"] != "from-the-api"
+
+
+# ---- limits -----------------------------------------------------------------------------------
 
 def test_rate_limit_allows_the_burst_then_429(tmp_path):
     settings = settings_for("dev", {"carecircle:gatewayRateLimitPerSecond": 1, "carecircle:gatewayRateLimitBurst": 5})
@@ -130,9 +140,10 @@ def test_rate_limit_allows_the_burst_then_429(tmp_path):
 
 def test_allow_listed_clients_are_not_limited(tmp_path):
     settings = settings_for("dev", {"carecircle:gatewayRateLimitPerSecond": 1, "carecircle:gatewayRateLimitBurst": 0,
+                                    "carecircle:gatewayUserRateLimitPerSecond": 1, "carecircle:gatewayUserRateLimitBurst": 0,
                                     "carecircle:gatewayRateLimitAllowlist": ["127.0.0.1/32"]})
     with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
-        assert [gateway.request("GET", "/api/ping")[0] for _ in range(15)] == [200] * 15
+        assert [gateway.request("GET", "/api/ping", headers={"Authorization": "Bearer t"})[0] for _ in range(15)] == [200] * 15
 
 
 def test_body_limit(tmp_path):
@@ -147,6 +158,25 @@ def test_json_is_gzipped(staging):
     status, headers, body = staging.request("GET", "/api/ping?pad=" + "x" * 300, tls=True, headers={"Accept-Encoding": "gzip"})
     assert status == 200 and headers["content-encoding"] == "gzip"
     assert json.loads(gzip.decompress(body))["path"].startswith("/api/ping")
+
+
+def test_a_client_keeps_its_connection_past_1000_requests(staging):
+    """keepalive_requests raised: nginx's default (1000) would close this connection at request 1000
+    (and an HTTPS client would pay a new handshake)."""
+    from nginx_harness import PinnedHTTPSConnection
+
+    conn = PinnedHTTPSConnection(staging.server_name, staging.ports.https, client_context())
+    try:
+        conn.connect()
+        first = conn.sock
+        for count in range(1, 1101):
+            conn.request("GET", "/_gateway/health", headers={"Host": staging.server_name})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200 and not response.will_close, f"closed at request {count}"
+        assert conn.sock is first
+    finally:
+        conn.close()
 
 
 # ---- CORS -------------------------------------------------------------------------------------
@@ -175,6 +205,7 @@ def test_preflight_is_answered_by_the_gateway(prod):
     assert "PATCH" in headers["access-control-allow-methods"]
     assert "Authorization" in headers["access-control-allow-headers"]
     assert headers["access-control-max-age"] == "600"
+    assert_hardened(headers)
     foreign = {**request, "Origin": "https://evil.example"}
     status, headers, _ = prod.request("OPTIONS", "/api/care-plans/7", tls=True, headers=foreign)
     assert status == 204 and "access-control-allow-origin" not in headers
@@ -192,14 +223,30 @@ def test_cors_patterns_are_anchored(tmp_path):
 
 # ---- what reaches the api ---------------------------------------------------------------------
 
-def test_request_id_is_generated_or_propagated(prod):
+def test_a_clients_request_id_is_never_kept_but_logged_apart(prod):
     status, headers, body = prod.request("GET", "/api/ping", tls=True)
     generated = json.loads(body)["headers"]["x-request-id"]
     assert len(generated) == 32 and headers["x-request-id"] == generated
-    status, headers, body = prod.request("GET", "/api/ping", tls=True, headers={"X-Request-ID": "trace-abc-123"})
-    assert json.loads(body)["headers"]["x-request-id"] == "trace-abc-123" == headers["x-request-id"]
-    _, _, body = prod.request("GET", "/api/ping", tls=True, headers={"X-Request-ID": "bad id\" with quotes"})
-    assert json.loads(body)["headers"]["x-request-id"] != "bad id\" with quotes"
+    for claimed in ("trace-abc-123", "bad id\" with quotes"):
+        status, headers, body = prod.request("GET", "/api/ping", tls=True, headers={"X-Request-ID": claimed})
+        forwarded = json.loads(body)["headers"]["x-request-id"]
+        assert forwarded != claimed and len(forwarded) == 32 and headers["x-request-id"] == forwarded
+    entries = [json.loads(line) for line in prod.access_log(at_least=3)]  # each worker flushes its own buffer: any order
+    assert sorted(e["client_request_id"] for e in entries) == sorted(["", "trace-abc-123", "(malformed)"])
+    assert len({e["request_id"] for e in entries}) == 3 and "trace-abc-123" not in {e["request_id"] for e in entries}
+
+
+def test_a_trusted_proxys_request_id_is_kept(tmp_path):
+    settings = settings_for("dev", {"carecircle:gatewayTrustedProxies": ["127.0.0.2/32"], **OPEN})
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        echoed = gateway.echo("/api/ping", headers={"X-Request-ID": "lb-7f3a"}, source="127.0.0.2")
+        assert echoed["headers"]["x-request-id"] == "lb-7f3a"
+        # A client that claims to come through the proxy, sending directly: not kept.
+        echoed = gateway.echo("/api/ping", headers={"X-Request-ID": "lb-7f3a", "X-Forwarded-For": "127.0.0.2"}, source="127.0.0.3")
+        assert echoed["headers"]["x-request-id"] != "lb-7f3a"
+        # Malformed, even from the proxy: generated.
+        echoed = gateway.echo("/api/ping", headers={"X-Request-ID": "a b"}, source="127.0.0.2")
+        assert len(echoed["headers"]["x-request-id"]) == 32
 
 
 def test_forwarded_for_is_trusted_only_from_configured_proxies(tmp_path):
@@ -207,6 +254,8 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies(tmp_path):
     with stub_upstreams(1) as upstreams, running_gateway(tmp_path, trusted, upstreams) as gateway:
         echoed = gateway.echo("/api/ping", headers={"X-Forwarded-For": "203.0.113.9"})["headers"]
         assert echoed["x-forwarded-for"] == "203.0.113.9" and echoed["x-real-ip"] == "203.0.113.9"
+        echoed = gateway.echo("/api/ping", headers={"X-Forwarded-For": "203.0.113.9"}, source="127.0.0.2")["headers"]
+        assert echoed["x-forwarded-for"] == "127.0.0.2"
 
 
 def test_websocket_upgrade_and_upstream_keepalive(staging):
@@ -215,6 +264,28 @@ def test_websocket_upgrade_and_upstream_keepalive(staging):
     plain = staging.echo("/api/ping", tls=True)["headers"]
     assert "connection" not in plain  # no "close": the upstream connection is kept alive
 
+
+@pytest.mark.parametrize("upgrade", ["h2c", "HTTP/2.0", "TLS/1.2", "websocket, h2c", "foo"])
+def test_no_other_upgrade_reaches_the_api(staging, upgrade):
+    headers = {"Upgrade": upgrade, "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"}
+    echoed = staging.echo("/api/socket", tls=True, headers=headers)["headers"]
+    assert "upgrade" not in echoed and "connection" not in echoed and "http2-settings" not in echoed
+
+
+def test_websocket_passes_only_on_routes_that_allow_it(tmp_path):
+    settings = settings_for("dev", {**OPEN, "carecircle:gatewayRoutes": [
+        {"path": "/api/", "service": "api"}, {"path": "/ws/", "service": "api", "websocket": True},
+        {"path": "/api/live/", "service": "api", "websocket": True}]})
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        assert gateway.echo("/ws/feed", headers=upgrade)["headers"]["upgrade"] == "websocket"
+        assert gateway.echo("/api/live/feed", headers=upgrade)["headers"]["upgrade"] == "websocket"  # the longest prefix decides
+        for path in ("/api/feed", "/health", "/ready"):
+            echoed = gateway.echo(path, headers=upgrade)["headers"]
+            assert "upgrade" not in echoed and "connection" not in echoed, path
+
+
+# ---- replicas ---------------------------------------------------------------------------------
 
 def test_down_replica_is_skipped_for_get(tmp_path):
     with stub_upstreams(2) as upstreams:
@@ -227,25 +298,30 @@ def test_down_replica_is_skipped_for_get(tmp_path):
     assert {json.loads(body)["replica"] for _, _, body in replies} == {2}
 
 
-def test_failing_replica_is_retried_for_get(tmp_path):
+def test_a_refused_post_goes_to_the_next_replica(tmp_path):
+    """A refused connection means the request was never sent: safe to send elsewhere, even a POST."""
+    with stub_upstreams(2) as upstreams:
+        dead = upstreams[0]
+        upstreams.servers[0].shutdown()
+        upstreams.servers[0].server_close()
+        with running_gateway(tmp_path, settings_for("staging", OPEN), [dead, upstreams[1]]) as gateway:
+            statuses = [gateway.request("POST", "/api/notes", tls=True, body=b"{}")[0] for _ in range(4)]
+        assert statuses == [200] * 4 and upstreams.servers[1].hits == ["POST"] * 4
+
+
+def test_the_apis_own_503_is_its_answer_not_a_retry(tmp_path):
     with stub_upstreams(2, statuses={1: 503}) as upstreams, \
             running_gateway(tmp_path, settings_for("staging", OPEN), upstreams) as gateway:
-        statuses = [gateway.request("GET", "/api/ping", tls=True)[0] for _ in range(2)]
+        replies = [gateway.request(method, "/api/notes", tls=True, body=b"{}" if method == "POST" else None)
+                   for method in ("GET", "GET", "POST", "POST")]
         failing, healthy = upstreams.servers
-    assert statuses == [200, 200]
-    assert failing.hits and healthy.hits == ["GET", "GET"]  # each 503 was retried on replica 2
+    # Each request reached exactly one replica; the failing one's 503 is passed on as the api wrote it.
+    assert len(failing.hits) + len(healthy.hits) == 4 and failing.hits and healthy.hits
+    assert [status for status, _, _ in replies].count(503) == len(failing.hits)
+    assert all(json.loads(body)["replica"] == 1 for status, _, body in replies if status == 503)
 
 
-def test_failing_replica_is_never_retried_for_post(tmp_path):
-    with stub_upstreams(2, statuses={1: 503}) as upstreams, \
-            running_gateway(tmp_path, settings_for("staging", OPEN), upstreams) as gateway:
-        statuses = [gateway.request("POST", "/api/notes", tls=True, body=b"{}")[0] for _ in range(2)]
-        failing, healthy = upstreams.servers
-    # A POST that reached the failing replica is answered 503 instead of being sent again:
-    # every POST was delivered exactly once.
-    assert failing.hits and len(failing.hits) + len(healthy.hits) == 2
-    assert statuses.count(503) == len(failing.hits)
-
+# ---- logs -------------------------------------------------------------------------------------
 
 def test_every_access_log_line_is_json(staging):
     staging.request("GET", "/api/ping?x=1", tls=True)
@@ -255,10 +331,12 @@ def test_every_access_log_line_is_json(staging):
     assert len(lines) >= 3
     entries = [json.loads(line) for line in lines]
     for entry in entries:
-        assert {"time", "request_id", "method", "path", "status", "bytes", "request_time",
+        assert {"time", "request_id", "client_request_id", "method", "path", "status", "bytes", "request_time",
                 "upstream_addr", "upstream_status", "upstream_response_time"} <= set(entry)
     assert any(e["path"] == "/api/ping" and e["status"] == 200 and e["upstream_addr"] for e in entries)
-    assert any(e["status"] == 404 for e in entries)
+    # The path the client asked for, not the error page nginx answered it with.
+    assert any(e["status"] == 404 and e["path"] == "/nowhere" for e in entries)
+    assert any(e["user_agent"] == 'quote" and \\ backslash' for e in entries)
 
 
 # ---- static analysis of every stack's rendered config ----------------------------------------
@@ -292,6 +370,15 @@ def test_structure(tmp_path, stack):
     # add_header only in servers: a location with one would silently drop every inherited header.
     assert set(contexts("add_header")) == {("http", "server")}
     assert set(contexts("proxy_pass")) == {("http", "server", "location")}
+    # Nothing answers in the rewrite phase of a public server (it runs before limit_req) except
+    # named locations and the internal error location, reached only after limit_req ran.
+    for directive, parents in directives:
+        if directive["directive"] == "return" and len(parents) == 3:
+            server, location = parents[1], parents[2]
+            listens = [d["args"] for d in server["block"] if d["directive"] == "listen"]
+            status_listener = any(args[0] == "8082" for args in listens)
+            assert status_listener or location["args"][0].startswith("@") or location["args"] == ["=", "/_gateway/error"] \
+                or (listens == [["8081"]]), (location["args"], listens)
     assert contexts("server_tokens") == [("http",)]
     upstream = next(d for d, _ in directives if d["directive"] == "upstream")
     inner = {d["directive"]: d["args"] for d in upstream["block"]}
@@ -304,3 +391,5 @@ def test_structure(tmp_path, stack):
         protocols = next(d["args"] for d, _ in directives if d["directive"] == "ssl_protocols")
         assert protocols == (["TLSv1.3"] if stack == "prod" else ["TLSv1.2", "TLSv1.3"])
         assert any(d["directive"] == "ssl_reject_handshake" for d, _ in directives)
+        # nginx 1.30: `http2 on` in the TLS servers, never the deprecated `listen ... http2`.
+        assert len(contexts("http2")) == 1 and not any("http2" in d["args"] for d, _ in directives if d["directive"] == "listen")

@@ -1,9 +1,22 @@
-"""The rendered gateway config on a real nginx: valid for every stack, routing correct."""
+"""The rendered gateway config on a real nginx of production's line: valid for every stack, routing
+correct."""
+
+import re
+import subprocess
 
 import pytest
 
 from carecircle.rendering import GatewayPorts
-from nginx_harness import free_port, make_certificate, nginx_test, running_gateway, settings_for, stub_upstreams, write_conf
+from carecircle.settings.types import image_parts
+from nginx_harness import free_port, make_certificate, nginx, nginx_test, running_gateway, settings_for, stub_upstreams, write_conf
+
+
+def test_the_tests_run_the_nginx_line_every_stack_deploys():
+    version = subprocess.run([nginx(), "-v"], capture_output=True, text=True, timeout=30).stderr
+    tested = re.search(r"nginx/(\d+\.\d+)\.\d+", version).group(1)  # type: ignore[union-attr]
+    for stack in ("dev", "staging", "prod"):
+        _, tag, _ = image_parts(settings_for(stack).gateway_image)
+        assert tag and tag.split("-")[0] == tested, (stack, tag, version)
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -17,6 +30,7 @@ def test_every_stack_config_passes_nginx_t(tmp_path, stack):
     result = nginx_test(tmp_path, conf)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+    assert "[warn]" not in result.stderr, result.stderr  # e.g. nothing deprecated in 1.30 (`listen ... http2`)
 
 
 def test_nginx_t_rejects_a_broken_config(tmp_path):

@@ -1,9 +1,12 @@
 """Pure rendering of the gateway's nginx configuration from settings.
 
-Upstream servers are passed in as data, so tests can point them at local stubs and the program at
-the api pools' fixed addresses on the edge network. The files are shipped as a bundle (a base64 tar)
-that `templates/gateway-apply.sh` unpacks, tests with `nginx -t` and loads with a graceful reload,
-so a configuration change never replaces the gateway container.
+Upstream servers are passed in as data (`Upstream`), so tests can point them at local stubs and the
+program at the api pools' fixed addresses on the edge network, or (Swarm) at `tasks.<service>` names
+that nginx re-resolves. The files are shipped as a bundle (a base64 tar) that
+`templates/gateway-apply.sh` unpacks, tests with `nginx -t` and loads with a graceful reload, so a
+configuration change never replaces the gateway container.
+
+The template targets nginx 1.30 (the stable line every stack runs: `http2 on;`, `server ... resolve`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import jinja2
 
@@ -25,6 +29,17 @@ HEALTH_PATHS = ("/health", "/ready", "/live")
 WORKER_CONNECTIONS = 4096
 # Below Node's default keepAliveTimeout (5 s): nginx drops an idle connection before Node does.
 UPSTREAM_KEEPALIVE_TIMEOUT = "4s"
+# Requests a client may send on one keep-alive connection (HTTP/1.1 and HTTP/2). nginx's default, 1000,
+# makes an HTTPS client reconnect (a TLS handshake, ~550 us of server CPU) every 1000 requests; the
+# limit exists to free a connection's memory now and then, which keepalive_time (1 h) still does.
+CLIENT_KEEPALIVE_REQUESTS = 10_000
+# The access log is written in chunks of at most 4 KiB (PIPE_BUF: one write into Docker's log pipe
+# is atomic, so lines of several workers never interleave) and at least every second.
+ACCESS_LOG_BUFFER = "4k"
+ACCESS_LOG_FLUSH = "1s"
+# Docker's embedded DNS server, on every user-defined (and overlay) network.
+DOCKER_DNS = "127.0.0.11"
+RESOLVER_TIMEOUT = "2s"
 # Mozilla's intermediate cipher list (TLS 1.2; TLS 1.3 suites are not set by ssl_ciphers).
 INTERMEDIATE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -64,6 +79,27 @@ class NginxPaths:
     @property
     def active_conf(self) -> str:
         return f"{self.config_dir}/active.conf"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The servers of one upstream, each `host:port`. Fixed servers (engine mode: the api pools'
+    fixed addresses) are resolved once, at start and reload. `resolve`: each server is a DNS name
+    (Swarm: `tasks.<pool service>`) that nginx re-resolves while running, every
+    gatewayResolverValid + 1 s, one peer per address it gets (none while the name has no address)."""
+
+    servers: tuple[str, ...]
+    resolve: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "servers", tuple(self.servers))
+        for server in self.servers:
+            host = r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?" if self.resolve else r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
+            if not re.fullmatch(rf"{host}:[0-9]{{1,5}}", server):
+                raise ValueError(f"upstream server {server!r} is not host:port" + (" with a DNS name" if self.resolve else ""))
+
+
+UpstreamSpec = Union[Upstream, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -112,17 +148,21 @@ def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPath
 
 def render_nginx_conf(
     settings: Settings,
-    upstreams: Mapping[str, Sequence[str]],
+    upstreams: Mapping[str, UpstreamSpec],
     ports: GatewayPorts = GatewayPorts(),
     paths: NginxPaths = NginxPaths(),
     tls_files: Optional[TlsFiles] = HOST_MOUNTED_TLS,
+    resolver: str = DOCKER_DNS,
 ) -> str:
-    """nginx.conf for the stack. `upstreams` maps an upstream name to its `host:port` servers:
-    `api` is the active pool (required), `api_idle` the idle one (may be empty)."""
-    missing = {route.service for route in settings.gateway_routes} - set(upstreams)
-    if missing or not upstreams.get("api"):
+    """nginx.conf (nginx 1.30) for the stack. `upstreams` maps an upstream name to an `Upstream` (a
+    plain sequence of `host:port` is fixed servers): `api` is the active pool (required), `api_idle`
+    the idle one (may be empty). `resolver` is the DNS server for re-resolved upstreams (Docker's;
+    tests point it at their own)."""
+    described = {name: spec if isinstance(spec, Upstream) else Upstream(tuple(spec)) for name, spec in upstreams.items()}
+    missing = {route.service for route in settings.gateway_routes} - set(described)
+    if missing or not described.get("api") or not described["api"].servers:
         raise ValueError(f"no upstream servers for {sorted(missing) or ['api']}")
-    upstreams = {name: servers for name, servers in upstreams.items() if servers}
+    described = {name: upstream for name, upstream in described.items() if upstream.servers}
     https_port = settings.gateway_https_port
     conf = jinja_templates.get_template("nginx.conf.j2").render(
         config_id=CONFIG_ID_PLACEHOLDER,
@@ -130,7 +170,9 @@ def render_nginx_conf(
         stack=settings.stack,
         environment=settings.environment,
         server_name=settings.gateway_server_name,
-        upstreams=upstreams,
+        upstreams=described,
+        resolver=resolver if any(u.resolve for u in described.values()) else None,
+        resolver_timeout=RESOLVER_TIMEOUT,
         routes=settings.gateway_routes,
         health_paths=HEALTH_PATHS,
         ports=ports,
@@ -143,8 +185,11 @@ def render_nginx_conf(
         active_color=settings.api_active_color,
         preview=settings.gateway_preview_port is not None,
         upstream_keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
-        # Each replica at most once per request.
-        upstream_tries=len(upstreams["api"]),
+        client_keepalive_requests=CLIENT_KEEPALIVE_REQUESTS,
+        access_log_buffer=ACCESS_LOG_BUFFER,
+        access_log_flush=ACCESS_LOG_FLUSH,
+        session_cookie_regex=re.escape(settings.gateway_session_cookie),
+        proxy_protocol=bool(settings.gateway_load_balancers),
     )
     # The id names this exact file, so the apply script can tell when nginx serves it.
     return conf.replace(CONFIG_ID_PLACEHOLDER, hashlib.sha256(conf.encode()).hexdigest()[:16])

@@ -1,4 +1,4 @@
-"""The nginx gateway: routes, TLS, limits, client address, CORS."""
+"""The nginx gateway: routes, TLS, limits, client address, retries, CORS."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .types import (
     PRIVATE_KEY,
     Cidr,
     ConfigBool,
+    CookieName,
     HostName,
     HostPath,
     ImageRef,
@@ -22,6 +23,7 @@ from .types import (
     covers_everyone,
     nginx_size,
     nginx_time,
+    nginx_time_ms,
     pattern,
     rule,
     secret,
@@ -86,6 +88,12 @@ BodySize = nginx_size(1024 * 1024 * 1024)
 RatePerSecond = config_int(1, 100_000)
 Burst = config_int(0, 100_000)
 MaxFails = config_int(1, 100)
+NextUpstreamTries = config_int(1, 10)
+# nginx reads resolver `valid=` in whole seconds; Docker's DNS answers with a 600 s TTL, so a longer
+# cache than that never helps, and the point of the key is to be much shorter.
+ResolverValid = nginx_time(600, seconds_only=True)
+# nginx reads the upstream server's fail_timeout= in whole seconds too (500ms fails nginx -t).
+FailTimeout = nginx_time(3600, seconds_only=True)
 HstsMaxAge = config_int(0, 2**31 - 1)
 Certificate = secret(CERTIFICATE)
 PrivateKey = secret(PRIVATE_KEY)
@@ -97,6 +105,8 @@ class Route(Section):
     path: RoutePath = key("Path prefix, starting and ending with '/' (so '/api/' never matches '/apifoo').", "/api/")
     service: Literal["api"] = key("App service that serves the prefix.", "api")
     strip_prefix: ConfigBool = key("Forward '/api/x' as '/x' instead of '/api/x'.", False, default=False)
+    websocket: ConfigBool = key(
+        "Pass WebSocket upgrades (Upgrade: websocket) on this route; no other upgrade (h2c, ...) is ever passed.", False, default=False)
 
 
 class GatewaySettings(Section):
@@ -110,7 +120,8 @@ class GatewaySettings(Section):
     gateway_https_port: Port = key("Host port for HTTPS (used when gatewayTls is true).", 443)
     gateway_server_name: HostName = key("Public host name of the gateway.", "api.carecircle.example")
     gateway_routes: list[Route] = key(
-        "Routes: list of {path, service, stripPrefix}. /health, /ready and /live always reach the api.", [{"path": "/api/", "service": "api"}])
+        "Routes: list of {path, service, stripPrefix, websocket}. /health, /ready and /live always reach the api.",
+        [{"path": "/api/", "service": "api"}])
     gateway_tls: ConfigBool = key("Serve HTTPS (required in staging/prod).", True)
     gateway_tls_certificate: Optional[Certificate] = key("PEM certificate chain, when not read from gatewayTlsCertificatePath.", "<PEM>", default=None)
     gateway_tls_key: Optional[PrivateKey] = key("PEM private key, when not read from gatewayTlsKeyPath.", "<PEM>", default=None)
@@ -124,15 +135,34 @@ class GatewaySettings(Section):
     gateway_rate_limit_per_second: RatePerSecond = key("Requests per second per client IP.", 10)
     gateway_rate_limit_burst: Burst = key("Requests a client may send above the rate before getting 429.", 20)
     gateway_rate_limit_allowlist: list[Cidr] = key("CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"])
+    gateway_user_rate_limit_per_second: RatePerSecond = key(
+        "Requests per second per credential (bearer token, else gatewaySessionCookie), applied on top of the per-IP limit; "
+        "requests without a credential get the per-IP limit only.", 10)
+    gateway_user_rate_limit_burst: Burst = key("Requests a credential may send above its rate before getting 429.", 20)
+    gateway_session_cookie: CookieName = key(
+        "Name of the api's session cookie: the per-user limit's credential when a request has no bearer token.", "carecircle_session")
     gateway_trusted_proxies: list[Cidr] = key(
-        "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed (e.g. a load balancer).", ["10.0.0.0/8"])
+        "CIDRs of L7 proxies in front of the gateway whose X-Forwarded-For (and X-Request-ID) is believed.", ["10.0.0.0/8"])
+    gateway_load_balancers: list[Cidr] = key(
+        "CIDRs of L4 load balancers in front of the gateway. When set, the public listeners take the PROXY protocol and "
+        "believe the client address in it from these CIDRs only; empty: no PROXY protocol.", ["10.0.0.0/8"])
     gateway_client_max_body_size: BodySize = key("Largest request body (413 above it), e.g. 1m.", "1m")
     gateway_client_header_timeout: ClientTimeout = key("Time to receive the request headers.", "10s")
     gateway_client_body_timeout: ClientTimeout = key("Time between two reads of the request body.", "10s")
     gateway_proxy_connect_timeout: ProxyConnectTimeout = key("Time to connect to an api replica.", "3s")
     gateway_proxy_read_timeout: UpstreamTimeout = key("Time between two reads from an api replica (also WebSocket idle).", "60s")
     gateway_upstream_max_fails: MaxFails = key("Failures within gatewayUpstreamFailTimeout that take a replica out.", 3)
-    gateway_upstream_fail_timeout: UpstreamTimeout = key("Window for max fails, and how long a failed replica stays out.", "10s")
+    gateway_upstream_fail_timeout: FailTimeout = key(
+        "Window for max fails, and how long a failed replica stays out (whole seconds).", "10s")
+    gateway_proxy_next_upstream_tries: NextUpstreamTries = key(
+        "Replicas tried at most per request. Only a connect error or timeout moves a request to the next replica (never "
+        "the api's own 5xx), and a POST/PATCH that reached a replica is never sent again.", 3)
+    gateway_proxy_next_upstream_timeout: UpstreamTimeout = key(
+        "No further replica is tried once a request is this old (shorter than gatewayProxyReadTimeout, so a request that "
+        "timed out reading is not sent again).", "5s")
+    gateway_resolver_valid: ResolverValid = key(
+        "How long nginx keeps the addresses of upstream names it re-resolves (Swarm tasks.<service>); "
+        "a change is seen within this plus 1 s.", "5s")
     gateway_cors_origins: list[CorsOrigin] = key(
         "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).", ["https://app.carecircle.example"])
     gateway_cors_allow_credentials: ConfigBool = key(
@@ -164,7 +194,7 @@ class GatewaySettings(Section):
 
     @cross_rule
     def _trust_is_not_for_everyone(self, environment: Environment) -> Iterator[Violation]:
-        for field in ("gateway_trusted_proxies", "gateway_rate_limit_allowlist"):
+        for field in ("gateway_trusted_proxies", "gateway_load_balancers", "gateway_rate_limit_allowlist"):
             if environment.strict and covers_everyone(getattr(self, field)):
                 yield Violation(field, f"covers every address: in {environment.strict} that would trust (or exempt) any client; "
                                        "list the load balancers' or monitors' own CIDRs", '["10.0.0.0/8"]')
@@ -181,3 +211,21 @@ class GatewaySettings(Section):
             yield Violation("gateway_routes", "route paths must be distinct", ROUTES_EXAMPLE)
         if set(RESERVED_PATHS) & set(paths):
             yield Violation("gateway_routes", "'/', /health/, /ready/ and /live/ are routed by the gateway itself", ROUTES_EXAMPLE)
+
+    @cross_rule
+    def _one_source_of_the_client_address(self, environment: Environment) -> Iterator[Violation]:
+        # Behind an L4 load balancer every X-Forwarded-For (and X-Request-ID) comes from the client
+        # itself; believing it from the balancer's addresses would believe every client.
+        if self.gateway_load_balancers and self.gateway_trusted_proxies:
+            yield Violation("gateway_trusted_proxies",
+                            "set either gatewayLoadBalancers (PROXY protocol from L4 load balancers) or gatewayTrustedProxies "
+                            "(X-Forwarded-For from L7 proxies), not both: behind an L4 load balancer X-Forwarded-For is written "
+                            "by the client", [])
+
+    @cross_rule
+    def _retries_end_before_a_read_timeout(self, environment: Environment) -> Iterator[Violation]:
+        # str(): an invalid key stands in as INVALID, whose str() skips the rule.
+        if nginx_time_ms(str(self.gateway_proxy_next_upstream_timeout)) >= nginx_time_ms(str(self.gateway_proxy_read_timeout)):
+            yield Violation("gateway_proxy_next_upstream_timeout",
+                            f"must be shorter than gatewayProxyReadTimeout ({self.gateway_proxy_read_timeout}), or a request "
+                            "that timed out reading from one replica is sent to the next (twice the wait, twice the load)", "5s")

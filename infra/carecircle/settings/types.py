@@ -145,20 +145,32 @@ HostPath = text_type(ABSOLUTE_PATH, "must be an absolute path on the Docker host
 RepositoryDirectory = text_type(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*",
                                 "must be a relative directory inside this repository", also=_no_parent_segment)
 CommandArgument = text_type(r"[\x21-\x7e]{1,512}", "must be a non-empty argument without spaces or control characters")
+# A cookie name nginx can find in the Cookie header: RFC 6265 token characters a session library uses
+# (express-session's connect.sid, __Host-session), at most 64.
+CookieName = text_type(r"[A-Za-z0-9_.-]{1,64}", "must be a cookie name of at most 64 letters, digits, '_', '.' or '-'")
 HostName = text_type(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*",
                      "must be a lower-case DNS host name")
 
 _TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
-def nginx_time(maximum_seconds: int) -> Any:
-    """An nginx time (500ms, 10s, 1m, 1h), at most `maximum_seconds`."""
-    check_text = pattern(r"[1-9][0-9]{0,6}(?:ms|s|m|h)", "must be an nginx time such as 500ms, 10s or 1m")
+def nginx_time_ms(text: str) -> int:
+    """Milliseconds of a valid nginx time (see nginx_time)."""
+    number, unit = re.fullmatch(r"([0-9]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
+    return int(number) * _TIME_UNITS_MS[unit]
+
+
+def nginx_time(maximum_seconds: int, seconds_only: bool = False) -> Any:
+    """An nginx time (500ms, 10s, 1m, 1h), at most `maximum_seconds`. `seconds_only`: for the
+    parameters nginx reads in whole seconds (resolver `valid=`), which refuse `ms`."""
+    if seconds_only:
+        check_text = pattern(r"[1-9][0-9]{0,6}(?:s|m|h)", "must be an nginx time in whole seconds such as 5s or 1m (no ms)")
+    else:
+        check_text = pattern(r"[1-9][0-9]{0,6}(?:ms|s|m|h)", "must be an nginx time such as 500ms, 10s or 1m")
 
     def check(value: Any) -> str:
         text = check_text(value)
-        number, unit = re.fullmatch(r"([0-9]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
-        if int(number) * _TIME_UNITS_MS[unit] > maximum_seconds * 1000:
+        if nginx_time_ms(text) > maximum_seconds * 1000:
             raise rule(f"must be at most {maximum_seconds}s", f"{maximum_seconds}s")
         return text
 

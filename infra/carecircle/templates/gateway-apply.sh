@@ -2,7 +2,9 @@
 # container (pulumi-command: `docker exec -i <gateway> sh -c "<this script>"`), with the bundle
 # (a base64 tar holding next.conf and any TLS files) on stdin:
 #   unpack -> nginx -t on the new file -> atomic swap -> graceful reload (nginx -s reload)
-#   -> wait until nginx serves the new configuration (its id, at /_gateway/config).
+#   -> wait until nginx serves the new configuration (its id, at /_gateway/config on the status
+#      listener: plain HTTP, never published, so this works when the public listeners take only the
+#      PROXY protocol).
 # If the test fails, the running configuration is untouched and the script exits 1 (pulumi up fails).
 set -eu
 cd "${CARECIRCLE_NGINX_DIR:-/etc/nginx/carecircle}"

@@ -1,0 +1,144 @@
+"""Upstreams on a real nginx (production's line): what counts as a replica failure, how far retries
+go, and upstream names nginx re-resolves (the Swarm design's `tasks.<service>`), against a DNS
+server of the test's own on 127.0.0.1."""
+
+import json
+import time
+
+import pytest
+
+from carecircle.rendering import Upstream, render_nginx_conf
+from dns_stub import dns_stub
+from nginx_harness import closing_replicas, free_port, running_gateway, settings_for, stub_upstreams
+
+OPEN = {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]}
+
+
+def replies(gateway, count, method="GET", path="/api/ping"):
+    return [gateway.request(method, path, body=b"{}" if method == "POST" else None) for _ in range(count)]
+
+
+# ---- a replica failure is a connect error or a timeout, never the api's own answer -------------
+
+def test_one_replica_answering_503_never_empties_the_upstream(tmp_path):
+    """The api's 503 (e.g. /ready while a dependency is down) is its answer: passed on, not retried,
+    and not counted against the replica, which keeps its share of the traffic."""
+    with stub_upstreams(2, statuses={1: 503}) as upstreams, \
+            running_gateway(tmp_path, settings_for("dev", OPEN), upstreams) as gateway:
+        answered = replies(gateway, 40)
+        failing, healthy = upstreams.servers
+    # Each worker takes turns on its own: about half each, far past max_fails (3), and the failing
+    # replica is still in rotation at the end.
+    assert len(failing.hits) + len(healthy.hits) == 40 and min(len(failing.hits), len(healthy.hits)) >= 15
+    assert 503 in [status for status, _, _ in answered[-10:]]
+    for status, _, body in answered:
+        assert json.loads(body)["replica"] == (1 if status == 503 else 2)  # the api's own body, not the gateway's
+
+
+def test_every_replica_answering_503_briefly_never_empties_the_upstream(tmp_path):
+    with stub_upstreams(2) as upstreams, running_gateway(tmp_path, settings_for("dev", OPEN), upstreams) as gateway:
+        for server in upstreams.servers:
+            server.status = 503
+        during = replies(gateway, 20)  # 10 per replica, past max_fails (3) on each
+        for server in upstreams.servers:
+            server.status = 200
+        after = replies(gateway, 4)
+    assert all(status == 503 and "replica" in json.loads(body) for status, _, body in during)
+    # At once, not after fail_timeout (10 s): no replica was taken out.
+    assert [status for status, _, _ in after] == [200] * 4
+
+
+def test_retries_are_bounded_in_tries(tmp_path):
+    """Replicas that accept and close (a crash): a GET tries at most gatewayProxyNextUpstreamTries."""
+    settings = settings_for("dev", {**OPEN, "carecircle:gatewayProxyNextUpstreamTries": 2})
+    with closing_replicas(4) as (addresses, accepted), running_gateway(tmp_path, settings, addresses) as gateway:
+        status, _, body = gateway.request("GET", "/api/ping")
+        assert status == 502 and json.loads(body)["statusCode"] == 502
+        time.sleep(0.2)
+        assert sum(accepted) == 2
+
+
+def test_retries_are_bounded_in_time(tmp_path):
+    """A request that timed out reading from one replica is not sent to the next
+    (gatewayProxyNextUpstreamTimeout is shorter than gatewayProxyReadTimeout): one wait, one replica."""
+    settings = settings_for("dev", {**OPEN, "carecircle:gatewayProxyReadTimeout": "1s",
+                                    "carecircle:gatewayProxyNextUpstreamTimeout": "500ms"})
+    with stub_upstreams(3, delay=3) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        started = time.monotonic()
+        status, _, body = gateway.request("GET", "/api/slow")
+        elapsed = time.monotonic() - started
+        hits = sum(len(server.hits) for server in upstreams.servers)
+    assert status == 504 and json.loads(body) | {"requestId": ""} == {"statusCode": 504, "message": "Gateway Timeout", "requestId": ""}
+    assert hits == 1 and elapsed < 2.5, (hits, elapsed)
+
+
+# ---- upstream names nginx re-resolves ----------------------------------------------------------
+
+def served_by(gateway, count=9):
+    """The addresses of the replicas that answered `count` requests (None for a non-200)."""
+    seen = []
+    for _ in range(count):
+        status, _, body = gateway.request("GET", "/api/ping")
+        seen.append(json.loads(body)["address"] if status == 200 else None)
+    return seen
+
+
+def wait_for(condition, seconds):
+    """Seconds until condition() held (polled), or fail after `seconds`."""
+    started = time.monotonic()
+    while True:
+        if condition():
+            return time.monotonic() - started
+        assert time.monotonic() - started < seconds, "not within the bound"
+        time.sleep(0.1)
+
+
+def test_resolved_upstream_follows_dns(tmp_path):
+    """`server tasks.<service>:<port> resolve`: nginx follows the name's addresses while running,
+    within gatewayResolverValid + 1 s, whatever the DNS TTL (600 s here, like Docker's)."""
+    port = free_port()
+    settings = settings_for("dev", {**OPEN, "carecircle:gatewayResolverValid": "1s"})
+    addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    with dns_stub() as dns, stub_upstreams(3, addresses=addresses, port=port):
+        name = "tasks.api-blue"
+        dns.records[name] = ["127.0.0.2"]
+        spec = {"api": Upstream((f"{name}:{port}",), resolve=True)}
+        with running_gateway(tmp_path, settings, spec, resolver=dns.address) as gateway:
+            bound = 1 + 1 + 1.5  # valid + nginx's extra second + polling and slack
+            wait_for(lambda: set(served_by(gateway, 3)) == {"127.0.0.2"}, bound)
+            dns.records[name] = addresses  # scaled up
+            wait_for(lambda: set(served_by(gateway)) == set(addresses), bound)
+            dns.records[name] = ["127.0.0.3"]  # two tasks gone
+            wait_for(lambda: set(served_by(gateway)) == {"127.0.0.3"}, bound)
+            dns.records[name] = []  # no task at all (NOERROR, no data): 502, JSON
+            wait_for(lambda: set(served_by(gateway, 3)) == {None}, bound)
+            status, headers, body = gateway.request("GET", "/api/ping")
+            assert status == 502 and json.loads(body)["statusCode"] == 502
+            del dns.records[name]  # NXDOMAIN: the same
+            time.sleep(bound)
+            assert set(served_by(gateway, 3)) == {None}
+            dns.records[name] = ["127.0.0.4"]  # back
+            wait_for(lambda: set(served_by(gateway, 3)) == {"127.0.0.4"}, bound)
+            queries = dns.a_queries(name)
+            intervals = [b - a for a, b in zip(queries, queries[1:], strict=False)]
+            assert "could not be resolved" in gateway.error_log()
+    # One worker re-resolves for all (the zone is shared), every valid + 1 s: never the 600 s TTL.
+    assert intervals and max(intervals) < 3, intervals
+
+
+def test_resolved_upstream_config_is_valid_without_a_resolver_answering(tmp_path):
+    """nginx -t and start need no DNS answer: a gateway starts before any task exists."""
+    settings = settings_for("prod")
+    conf = render_nginx_conf(settings, {"api": Upstream(("tasks.api-blue:3000",), resolve=True),
+                                        "api_idle": Upstream(("tasks.api-green:3000",), resolve=True)})
+    assert "resolver 127.0.0.11 valid=5s ipv6=off;" in conf
+    assert "zone api 64k;" in conf and "server tasks.api-blue:3000 resolve max_fails=3 fail_timeout=10s;" in conf
+    fixed = render_nginx_conf(settings, {"api": ["172.30.0.16:3000"]})
+    assert "resolver" not in fixed and "zone api" not in fixed  # engine mode: as before
+
+
+@pytest.mark.parametrize("server, resolve", [("tasks.api-blue", True), ("tasks.api-blue:3000;", True), ("a b:1", False),
+                                             ("api:3000 backup", False), ("TASKS.API:3000", True)])
+def test_an_upstream_server_is_host_and_port_only(server, resolve):
+    with pytest.raises(ValueError, match="not host:port"):
+        Upstream((server,), resolve=resolve)
