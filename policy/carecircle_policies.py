@@ -11,6 +11,11 @@ A rule decides on nothing the stack's own config can write:
   container port, by being an nginx image that publishes ports, or (staging/prod) by publishing a
   port to the network. The program's `com.carecircle.role` label is only one more piece of evidence:
   dropping or changing it never exempts a container.
+- A Swarm service (docker:index/service:Service) is judged by what its tasks run: the container rules
+  (exposure, TLS, images, plaintext secrets) see its task as a container (`container_view`: image,
+  command, mounts, published ports, labels, environment), and the swarm rules read its own spec:
+  replicas and the placement limit per node, the update policy, the environment, healthcheck,
+  restart policy, log rotation and stop grace period. Which service it is (api, workers) never matters.
 
 Validators see input properties as the engine sends them (camelCase, numbers as floats, secrets
 already decrypted), so the secrets rule judges values, not their secret flag. During a preview an
@@ -20,6 +25,8 @@ rules again with every value known during `pulumi up`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import posixpath
 import re
 import shlex
@@ -37,6 +44,8 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 CONTAINER = "docker:index/container:Container"
+SERVICE = "docker:index/service:Service"
+SWARM_SECRET = "docker:index/secret:Secret"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 
@@ -204,6 +213,58 @@ def _network_mode(props: Mapping[str, Any]) -> str:
     return props.get("networkMode") or ""
 
 
+# --- A Swarm service's task, seen as a container -----------------------------------------------------
+class TaskView(Mapping):
+    """A Service's task in the shape of a Container's inputs, so the container rules judge what it runs
+    and exposes: Swarm's `commands` replace the image's entrypoint and `args` its command; a port in
+    the endpoint spec is published on every node (ingress) or on each node running a task (host),
+    never on one address, so it has no bind address (Docker's 0.0.0.0). Each field is read from the
+    service when a rule reads it, so a value a preview does not know yet raises there, as it would
+    on a container (the engine then runs the rule again once it is known)."""
+
+    def __init__(self, props: Mapping[str, Any], name: str):
+        spec = lambda: (props.get("taskSpec") or {}).get("containerSpec") or {}  # noqa: E731
+        self._fields: dict[str, Callable[[], Any]] = {
+            "name": lambda: props.get("name") or name,
+            "image": lambda: spec().get("image"),
+            "entrypoints": lambda: list(spec().get("commands") or []),
+            "command": lambda: list(spec().get("args") or []),
+            "mounts": lambda: list(spec().get("mounts") or []),
+            "ports": lambda: [{"internal": p.get("targetPort"), "external": p.get("publishedPort"), "ip": ""}
+                              for p in (props.get("endpointSpec") or {}).get("ports") or []],
+            "labels": lambda: [*(spec().get("labels") or []), *(props.get("labels") or [])],
+            "healthcheck": lambda: spec().get("healthcheck"),
+            "envs": lambda: [f"{k}={v}" for k, v in (spec().get("env") or {}).items()],
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._fields[key]()  # KeyError for a field a task does not have (networkMode, volumes, ...)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+def container_view(props: Mapping[str, Any], name: str) -> TaskView:
+    return TaskView(props, name)
+
+
+class _TaskArgs:
+    """A Service's validation args with its task as the props (everything else passes through)."""
+
+    def __init__(self, args: ResourceValidationArgs):
+        self._args = args
+        self.props = container_view(args.props, args.name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._args, attribute)
+
+
 # --- Rules -------------------------------------------------------------------------------------------
 def _containers(validate: Callable[[ResourceValidationArgs, ReportViolation], None]) -> Callable:
     def only_containers(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -212,7 +273,17 @@ def _containers(validate: Callable[[ResourceValidationArgs, ReportViolation], No
     return only_containers
 
 
-@_containers
+def _tasks(validate: Callable[[ResourceValidationArgs, ReportViolation], None]) -> Callable:
+    """A container rule that also judges each Swarm service's task (container_view)."""
+    def containers_and_services(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type == CONTAINER:
+            validate(args, report_violation)
+        elif args.resource_type == SERVICE:
+            validate(_TaskArgs(args), report_violation)  # type: ignore[arg-type]
+    return containers_and_services
+
+
+@_tasks
 def _no_public_data_ports(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     env = environment(args.urn)
     if env not in STRICT:
@@ -227,7 +298,7 @@ def _no_public_data_ports(args: ResourceValidationArgs, report_violation: Report
         report_violation(f"{name}: a data service ({'; '.join(evidence)}) uses the host's network in {env}", None)
 
 
-@_containers
+@_tasks
 def _dev_ports_on_loopback(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if environment(args.urn) != "dev":
         return
@@ -254,7 +325,7 @@ def _operability(args: ResourceValidationArgs, report_violation: ReportViolation
 IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$")
 
 
-@_containers
+@_tasks
 def _images_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     image = args.props.get("image") or ""
     env = environment(args.urn)
@@ -294,7 +365,7 @@ def _plain_texts(props: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(where, text) for where, text in texts if isinstance(text, str)]
 
 
-@_containers
+@_tasks
 def _no_plaintext_secrets(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     name = args.props.get("name")
     for entry in args.props.get("envs") or []:
@@ -308,7 +379,7 @@ def _no_plaintext_secrets(args: ResourceValidationArgs, report_violation: Report
             report_violation(f"{name}: the {where} embeds a URL with a password (visible to anyone who can inspect the container)", None)
 
 
-@_containers
+@_tasks
 def _tls_on(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     env = environment(args.urn)
     if env not in STRICT:
@@ -346,6 +417,186 @@ def _data_services_internal(args: StackValidationArgs, report_violation: ReportV
                 report_violation(f"{name}: data service ({why}) on non-internal network {network}", resource.urn)
 
 
+# --- Swarm services -----------------------------------------------------------------------------------
+def _services(validate: Callable[[ResourceValidationArgs, ReportViolation], None]) -> Callable:
+    def only_services(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type == SERVICE:
+            validate(args, report_violation)
+    return only_services
+
+
+def _at(value: Any, *keys: str) -> Any:
+    """value[keys[0]][keys[1]]..., None where a level is missing."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _service_name(args: ResourceValidationArgs) -> str:
+    return _known(lambda: args.props.get("name")) or args.name
+
+
+GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+
+
+def duration_seconds(value: Any) -> Optional[float]:
+    """A Go duration (`10s`, `1m30s`, `500ms`, `0`) in seconds; None when it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    if value == "0":
+        return 0.0
+    parts = GO_DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        return None
+    return sum(float(number) * GO_DURATION_UNITS[unit] for number, unit in parts)
+
+
+def replicas_of(props: Mapping[str, Any]) -> Optional[int]:
+    """The replica count of a replicated service (the provider's default is 1); None for a global one."""
+    mode = props.get("mode") or {}
+    if mode.get("global"):
+        return None
+    return _port((mode.get("replicated") or {}).get("replicas", 1))
+
+
+@_services
+def _replicas_spread(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    env = environment(args.urn)
+    if env not in args.get_config().get("spreadRequiredIn", ["prod"]):
+        return
+    replicas = _known(lambda: replicas_of(args.props))
+    if replicas is None or replicas < 2:
+        return
+    limit = _known(lambda: _port(_at(args.props, "taskSpec", "placement", "maxReplicas")) or 0)
+    if limit is None:
+        return
+    name = _service_name(args)
+    if limit <= 0:
+        report_violation(f"{name}: {replicas} replicas and no limit per node (taskSpec.placement.maxReplicas): one node "
+                         f"can hold them all, and its loss stops the service, in {env}; at most {replicas - 1} per node", None)
+    elif limit >= replicas:
+        report_violation(f"{name}: at most {limit} per node lets one node hold all {replicas} replicas in {env}; "
+                         f"at most {replicas - 1} per node", None)
+
+
+@_services
+def _rollback_on_failure(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    env = environment(args.urn)
+    if env not in STRICT:
+        return
+    name = _service_name(args)
+    update = _known(lambda: args.props.get("updateConfig") or {})
+    if update is None:
+        return
+    # What Swarm does when the provider sends nothing: pause on failure, stop-first.
+    failure = _known(lambda: update.get("failureAction") or "pause")
+    order = _known(lambda: update.get("order") or "stop-first")
+    ratio = _known(lambda: float(update.get("maxFailureRatio") or 0))
+    if failure is not None and failure != "rollback":
+        report_violation(f"{name}: a failed update is left as it is (updateConfig.failureAction {failure}), not rolled back, in {env}", None)
+    elif ratio is not None and ratio >= 1:
+        report_violation(f"{name}: updateConfig.maxFailureRatio {ratio:g} tolerates every failure, so nothing is ever rolled back, in {env}", None)
+    if order is not None and order != "start-first":
+        report_violation(f"{name}: an update stops a task before its replacement is healthy (updateConfig.order {order}, "
+                         f"not start-first), so the service runs below its size, in {env}", None)
+
+
+def _rotated(log: Mapping[str, Any]) -> bool:
+    options = log.get("options") or {}
+    return log.get("name") in ("json-file", "local") and bool(options.get("max-size")) and bool(options.get("max-file"))
+
+
+@_services
+def _service_operability(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    name = _service_name(args)
+    task = _known(lambda: args.props.get("taskSpec") or {}, {})
+    tests = _known(lambda: list(_at(task, "containerSpec", "healthcheck", "tests") or []), ["unknown"])
+    if not tests or tests[0] == "NONE":
+        report_violation(f"{name}: no healthcheck, so a rolling update cannot wait for a healthy task", None)
+    restart = _known(lambda: task.get("restartPolicy"), {})
+    if not restart or _known(lambda: restart.get("condition")) == "none":
+        report_violation(f"{name}: no restart policy (taskSpec.restartPolicy)", None)
+    else:
+        delay = _known(lambda: restart.get("delay"), "unknown")
+        if delay != "unknown" and not (duration_seconds(delay) or 0) > 0:
+            report_violation(f"{name}: restarts a failed task without a delay (taskSpec.restartPolicy.delay {delay or 'unset'}): "
+                             "a crashing task restarts in a tight loop", None)
+    if not _known(lambda: _rotated(task.get("logDriver") or {}), True):
+        report_violation(f"{name}: logs are not rotated (taskSpec.logDriver json-file with max-size and max-file)", None)
+    grace = _known(lambda: _at(task, "containerSpec", "stopGracePeriod"), "unknown")
+    if grace != "unknown" and not (duration_seconds(grace) or 0) > 0:
+        report_violation(f"{name}: no stop grace period (taskSpec.containerSpec.stopGracePeriod {grace or 'unset'}): the provider "
+                         "sends 0s, so a stopping task is killed right after SIGTERM", None)
+
+
+# A variable whose name says it holds a credential; `<NAME>_FILE` holding a path is the way to pass one.
+SERVICE_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS$|^PASS$|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|(^|_)DSN$)", re.I)
+FILE_POINTER = re.compile(r"^/[^\s:@]*$")
+# key=value credentials inside a value (OTLP headers, query strings, connection strings) and HTTP auth.
+EMBEDDED_CREDENTIAL = re.compile(
+    r"(?:^|[\s,;&?])[\w.-]*(?:password|passwd|pwd|secret|token|api[-_]?key|apikey|authorization)[\w.-]*\s*[=:]\s*[^\s,;&]+"
+    r"|\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
+MIN_MATCHED_SECRET = 8
+
+
+def _swarm_secret_values(resources: list) -> dict[str, str]:
+    """The value of each Swarm secret the stack declares (and the password of each URL among them),
+    found in memory only, to recognise one copied into an environment."""
+    values: dict[str, str] = {}
+    for resource in resources:
+        if resource.resource_type != SWARM_SECRET:
+            continue
+        data = _known(lambda resource=resource: resource.props.get("data"))
+        if not isinstance(data, str) or not data:
+            continue
+        try:
+            value = base64.b64decode(data, validate=True).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            value = data
+        label = _known(lambda resource=resource: resource.props.get("name")) or resource.name
+        for candidate in [value, *URL_CREDENTIALS.findall(value)]:
+            if len(candidate) >= MIN_MATCHED_SECRET:
+                values[candidate] = label
+    return values
+
+
+def env_secret_problems(env: Mapping[str, Any], secret_values: Mapping[str, str]) -> list[str]:
+    """Why each variable of a service's environment carries a credential (empty: none does)."""
+    problems = []
+    for key, value in sorted(env.items()):
+        value = "" if value is None else str(value)
+        if key.endswith("_FILE") and FILE_POINTER.match(value):
+            continue  # the pointer form: the value is read from a mounted file
+        copied = sorted({label for secret, label in secret_values.items() if secret in value})
+        if URL_CREDENTIALS.search(value):
+            problems.append(f"{key} embeds a URL with a password")
+        elif copied:
+            problems.append(f"{key} holds the value of Swarm secret {', '.join(copied)}")
+        elif EMBEDDED_CREDENTIAL.search(value):
+            problems.append(f"{key} embeds a credential")
+        elif SERVICE_SECRET_NAME.search(key) and value:
+            problems.append(f"{key} holds a value under a credential's name")
+    return problems
+
+
+def _no_env_secrets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    secret_values: Optional[dict[str, str]] = None
+    for resource in args.resources:
+        if resource.resource_type != SERVICE:
+            continue
+        env = environment(resource.urn)
+        if env not in STRICT:
+            continue
+        if secret_values is None:
+            secret_values = _swarm_secret_values(args.resources)
+        variables = _known(lambda resource=resource: dict(_at(resource.props, "taskSpec", "containerSpec", "env") or {}), {})
+        name = _known(lambda resource=resource: resource.props.get("name")) or resource.name
+        for problem in env_secret_problems(variables, secret_values):
+            report_violation(f"{name}: {problem}, readable by anyone who can `docker service inspect` it, in {env}: "
+                             "mount it as a Swarm secret and pass its path in <NAME>_FILE", resource.urn)
+
+
 POLICIES = [
     ResourceValidationPolicy(name="no-public-data-ports", description="No data-service port is published in staging or prod.",
                              validate=_no_public_data_ports),
@@ -371,4 +622,21 @@ POLICIES = [
                              validate=_no_plaintext_secrets),
     ResourceValidationPolicy(name="tls-on", description="The gateway (any entry point) serves HTTPS in staging and prod.",
                              validate=_tls_on, enforcement_level=EnforcementLevel.MANDATORY),
+    ResourceValidationPolicy(
+        name="swarm-replicas-spread",
+        description="A replicated Swarm service with 2+ replicas has a per-node limit below its replicas (where configured: prod by default).",
+        validate=_replicas_spread,
+        config_schema=PolicyConfigSchema(properties={
+            "spreadRequiredIn": {"type": "array", "items": {"type": "string"}, "default": ["prod"]},
+        }),
+    ),
+    ResourceValidationPolicy(name="swarm-rollback-on-failure",
+                             description="In staging and prod a Swarm service updates start-first and rolls a failed update back.",
+                             validate=_rollback_on_failure),
+    StackValidationPolicy(name="swarm-no-env-secrets",
+                          description="In staging and prod no Swarm service's environment holds a credential; <NAME>_FILE points to a Swarm secret.",
+                          validate=_no_env_secrets),
+    ResourceValidationPolicy(name="service-operability",
+                             description="Every Swarm service has a healthcheck, a restart policy with a delay, log rotation and a stop grace period.",
+                             validate=_service_operability),
 ]

@@ -14,4 +14,13 @@ from carecircle.offline import Evaluation, evaluate_stack  # noqa: E402
 
 @pytest.fixture(scope="session")
 def stacks() -> dict[str, Evaluation]:
+    """The stacks as committed: dev on one Docker engine, staging and prod on Swarm."""
     return {name: evaluate_stack(name) for name in ("dev", "staging", "prod")}
+
+
+@pytest.fixture(scope="session")
+def engine_stacks(stacks) -> dict[str, Evaluation]:
+    """dev, and staging and prod with their own config but on the engine platform."""
+    from helpers import on_engine
+
+    return {"dev": stacks["dev"], "staging": on_engine("staging"), "prod": on_engine("prod")}

@@ -7,12 +7,33 @@ import binascii
 import io
 import tarfile
 
+from carecircle.audit.blast_radius import ON_ENGINE
 from carecircle.offline import DeclaredResource, Evaluation
+
+# staging and prod as committed run on Swarm; these overrides put them on one Docker engine instead
+# (the engine platform that dev uses), for the tests of what the engine platform declares.
+ENGINE = ON_ENGINE
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:local:Command"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
+
+
+# prod runs only digest-pinned images: the data services' images for prod tests that run them here.
+PINNED = "@sha256:" + "a" * 64
+DATA_SERVICES = {"carecircle:postgresMode": "container", "carecircle:redisMode": "container", "carecircle:rabbitmqMode": "container",
+                 "carecircle:postgresImage": "postgres:15" + PINNED, "carecircle:redisImage": "redis:7-alpine" + PINNED,
+                 "carecircle:rabbitmqImage": "rabbitmq:3-management" + PINNED,
+                 "carecircle:postgresExporterImage": "prometheuscommunity/postgres-exporter:v0.15.0" + PINNED,
+                 "carecircle:redisExporterImage": "oliver006/redis_exporter:v1.62.0" + PINNED}
+
+
+def on_engine(stack: str, overrides: dict | None = None, **kwargs) -> Evaluation:
+    """A stack evaluated on the engine platform (dev already is)."""
+    from carecircle.offline import evaluate_stack
+
+    return evaluate_stack(stack, overrides={**(ENGINE if stack != "dev" else {}), **(overrides or {})}, **kwargs)
 
 
 def container(evaluation: Evaluation, docker_name: str) -> DeclaredResource:

@@ -18,7 +18,10 @@ def test_offline_prints_each_resource_and_the_outputs():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     containers = [line for line in lines if line.startswith("docker:index/container:Container")]
-    assert len(containers) == 9  # 3 api, 3 workers, gateway, nginx exporter, prometheus
+    assert len(containers) == 5  # a gateway and an nginx exporter on each of 2 edge nodes, prometheus
+    services = [line for line in lines if line.startswith("docker:index/service:Service")]
+    assert len(services) == 2  # the blue pool and the workers
+    assert len([line for line in lines if line.startswith("docker:index/secret:Secret") and "secret inputs: data" in line]) == 4
     assert any(line.startswith("command:local:Command") and "secret inputs: stdin" in line for line in lines)
     assert "output gatewayUrl = https://api.carecircle.example" in lines
     _, config, secret_keys = load_stack_config("prod")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from carecircle.offline import evaluate_stack
 from carecircle.settings import ConfigError, Settings
+from helpers import ENGINE
 
 
 def config_error(stack, overrides=None, secrets=None) -> ConfigError:
@@ -156,11 +157,35 @@ def test_every_problem_in_one_message():
     ("carecircle:gatewayProxyReadTimeout", "60 seconds", "nginx time"),
     ("carecircle:gatewayClientMaxBodySize", "1 GB", "nginx size"),
     ("carecircle:gatewayTlsProfile", "old", "'modern' or 'intermediate'"),
+    ("carecircle:gatewayLoadBalancers", ["lb.internal"], "not a CIDR"),
+    ("carecircle:gatewayResolverValid", "500ms", "whole seconds"),
+    ("carecircle:gatewayUpstreamFailTimeout", "1500ms", "whole seconds"),
+    ("carecircle:gatewaySessionCookie", "sid;evil", "cookie name"),
+    ("carecircle:gatewaySessionCookie", "s" * 65, "at most 64"),
+    ("carecircle:gatewayProxyNextUpstreamTries", 0, "between 1 and 10"),
+    ("carecircle:gatewayRoutes", [{"path": "/api/", "service": "api", "websocket": "yes"}], "true or false"),
 ])
 def test_gateway_settings_are_checked(key, value, words):
     error = config_error("staging", {key: value})
     found = [p for p in error.problems if p.key == key]  # a list element is reported at its index
     assert found and words in found[0].message, str(error)
+
+
+def test_load_balancers_and_trusted_proxies_exclude_each_other():
+    error = config_error("prod", {"carecircle:gatewayLoadBalancers": ["10.1.0.0/16"], "carecircle:gatewayTrustedProxies": ["10.2.0.0/16"]})
+    found = problem(error, "carecircle:gatewayTrustedProxies")
+    assert "not both" in found.message and "written by the client" in found.message
+    assert found.fix == "set carecircle:gatewayTrustedProxies in Pulumi.prod.yaml, e.g. []"
+    evaluate_stack("prod", overrides={"carecircle:gatewayLoadBalancers": ["10.1.0.0/16"]})  # either alone is fine
+    evaluate_stack("prod", overrides={"carecircle:gatewayTrustedProxies": ["10.2.0.0/16"]})
+
+
+@pytest.mark.parametrize("retries, read", [("60s", "60s"), ("2m", "60s"), ("1500ms", "1s")])
+def test_retries_must_end_before_a_read_timeout(retries, read):
+    error = config_error("staging", {"carecircle:gatewayProxyNextUpstreamTimeout": retries, "carecircle:gatewayProxyReadTimeout": read})
+    found = problem(error, "carecircle:gatewayProxyNextUpstreamTimeout")
+    assert f"shorter than gatewayProxyReadTimeout ({read})" in found.message
+    evaluate_stack("staging", overrides={"carecircle:gatewayProxyNextUpstreamTimeout": "999ms", "carecircle:gatewayProxyReadTimeout": "1s"})
 
 
 def test_switching_to_a_pool_without_an_image_is_refused():
@@ -189,9 +214,11 @@ def test_active_pool_needs_a_replica_even_in_dev():
 
 
 def test_replicas_must_fit_the_edge_subnet():
-    found = problem(config_error("prod", {"carecircle:apiBlueReplicas": 57}), "carecircle:apiBlueReplicas")
+    """On one engine the pools have fixed addresses in the edge subnet; Swarm gives tasks their own."""
+    found = problem(config_error("prod", {**ENGINE, "carecircle:apiBlueReplicas": 57}), "carecircle:apiBlueReplicas")
     assert "at most 56 replicas per pool" in found.message
-    evaluate_stack("prod", overrides={"carecircle:apiBlueReplicas": 57, "carecircle:edgeSubnet": "172.30.0.0/23"})
+    evaluate_stack("prod", overrides={**ENGINE, "carecircle:apiBlueReplicas": 57, "carecircle:edgeSubnet": "172.30.0.0/23"})
+    evaluate_stack("prod", overrides={"carecircle:apiBlueReplicas": 57})
 
 
 @pytest.mark.parametrize("subnet", ["8.8.8.0/24", "172.30.0.0/27", "172.30.0.1/24", "not-a-subnet"])

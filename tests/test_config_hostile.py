@@ -79,7 +79,7 @@ def test_the_docker_providers_own_keys_and_the_engines_are_allowed():
 
 # ---- trust that covers everyone -------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", ["carecircle:gatewayTrustedProxies", "carecircle:gatewayRateLimitAllowlist"])
+@pytest.mark.parametrize("key", ["carecircle:gatewayTrustedProxies", "carecircle:gatewayLoadBalancers", "carecircle:gatewayRateLimitAllowlist"])
 @pytest.mark.parametrize("cidrs", [["0.0.0.0/0"], ["::/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["10.0.0.0/8", "::/1", "8000::/1"]])
 def test_trusting_every_address_is_refused_in_staging_and_prod(key, cidrs):
     for stack in ("staging", "prod"):
@@ -158,6 +158,9 @@ def test_an_edge_subnet_on_dockers_default_bridge_is_refused(subnet):
     ("carecircle:gatewayProxyReadTimeout", "2h", "3600s"), ("carecircle:gatewayClientMaxBodySize", "2048m", "1024m"),
     ("carecircle:gatewayClientHeaderTimeout", "301s", "300s"), ("carecircle:apiPort", 65536, "65535"),
     ("carecircle:logMaxFiles", 101, "100"), ("carecircle:apiMemoryMb", 32, "64"), ("carecircle:traceSampleRate", "1.5", "at most 1"),
+    ("carecircle:gatewayUserRateLimitPerSecond", 0, "1 and 100000"), ("carecircle:gatewayUserRateLimitBurst", 100_001, "0 and 100000"),
+    ("carecircle:gatewayProxyNextUpstreamTries", 11, "1 and 10"), ("carecircle:gatewayProxyNextUpstreamTimeout", "61m", "3600s"),
+    ("carecircle:gatewayResolverValid", "601s", "600s"), ("carecircle:gatewayUpstreamFailTimeout", "2h", "3600s"),
 ])
 def test_numbers_beyond_what_the_consumer_takes_name_the_limit(key, value, limit):
     assert limit in problem_on(refused("staging", overrides={key: value}), key).message
@@ -220,7 +223,8 @@ def test_invisible_characters_are_refused_inside_list_elements(data):
     import json
 
     elements = json.loads(key.value) if key.value else []
-    elements = elements or {"carecircle:gatewayRateLimitAllowlist": ["10.0.0.0/8"], "carecircle:gatewayTrustedProxies": ["10.0.0.0/8"]}.get(key.key, ["x"])
+    elements = elements or {"carecircle:gatewayRateLimitAllowlist": ["10.0.0.0/8"], "carecircle:gatewayTrustedProxies": ["10.0.0.0/8"],
+                            "carecircle:gatewayLoadBalancers": ["10.0.0.0/8"]}.get(key.key, ["x"])
     i = data.draw(st.integers(0, len(elements) - 1))
     elements[i] = data.draw(st.builds(lambda d: disguised(elements[i], d.draw), st.data()))
     problem_on(refused(key.stack, overrides={key.key: elements}), key.key)

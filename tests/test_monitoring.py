@@ -26,8 +26,9 @@ def test_dev_runs_no_monitoring_by_default(stacks):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_staging_and_prod_monitor_api_and_nginx(stacks, stack):
-    evaluation = stacks[stack]
+def test_staging_and_prod_monitor_api_and_nginx(engine_stacks, stack):
+    """On one engine; the swarm stacks' monitoring is in test_swarm_stacks.py."""
+    evaluation = engine_stacks[stack]
     prometheus = container(evaluation, f"carecircle-{stack}-prometheus")
     assert networks_of(prometheus) == [f"carecircle-{stack}-backend"]  # internal only
     assert published(prometheus) == []

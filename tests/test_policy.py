@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carecircle.audit.policy_check import check, load_policies
-from carecircle.offline import evaluate_stack
 from carecircle.settings import loading
+from helpers import DATA_SERVICES, on_engine
 
 pack = load_policies()
-ALL_DATA = {"carecircle:postgresMode": "container", "carecircle:redisMode": "container", "carecircle:rabbitmqMode": "container"}
+ALL_DATA = DATA_SERVICES
 ROLE = "com.carecircle.role"
 
 
@@ -44,19 +44,21 @@ def fired(resources, config=None):
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_every_stack_passes(stacks, stack):
-    assert check(stacks[stack].resources) == []
+def test_every_stack_passes(stacks, engine_stacks, stack):
+    assert check(stacks[stack].resources) == []  # as committed: staging and prod on Swarm
+    assert check(engine_stacks[stack].resources) == []  # and on one engine
 
 
 def test_the_pack_has_every_rule():
     assert {p.name for p in load_policies().POLICIES} == {
         "no-public-data-ports", "dev-ports-on-loopback", "container-operability", "images-pinned",
-        "data-volumes-protected", "data-services-internal-only", "no-plaintext-secrets", "tls-on"}
+        "data-volumes-protected", "data-services-internal-only", "no-plaintext-secrets", "tls-on",
+        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability"}
 
 
 @pytest.fixture(scope="module")
 def staging_with_data():
-    return evaluate_stack("staging", overrides={"carecircle:postgresMode": "container"})
+    return on_engine("staging", overrides={"carecircle:postgresMode": "container"})
 
 
 def test_data_service_port_in_staging(staging_with_data):
@@ -65,20 +67,20 @@ def test_data_service_port_in_staging(staging_with_data):
     assert fired(resources) == {"no-public-data-ports"}
 
 
-def test_dev_port_not_on_loopback(stacks):
-    resources = broken(stacks["dev"], "carecircle-dev-gateway", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
+def test_dev_port_not_on_loopback(engine_stacks):
+    resources = broken(engine_stacks["dev"], "carecircle-dev-gateway", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
     assert fired(resources) == {"dev-ports-on-loopback"}
 
 
 @pytest.mark.parametrize("change", [{"healthcheck": None}, {"restart": "no"}, {"logOpts": {"max-size": "10m"}}, {"logDriver": "syslog"}])
-def test_container_without_healthcheck_restart_or_rotation(stacks, change):
-    assert fired(broken(stacks["prod"], "carecircle-prod-workers-1", **change)) == {"container-operability"}
+def test_container_without_healthcheck_restart_or_rotation(engine_stacks, change):
+    assert fired(broken(engine_stacks["prod"], "carecircle-prod-workers-1", **change)) == {"container-operability"}
 
 
-def test_unpinned_images(stacks):
-    assert fired(broken(stacks["staging"], "carecircle-staging-api-blue-1", image="ghcr.io/carecircle/api:latest")) == {"images-pinned"}
-    assert fired(broken(stacks["staging"], "carecircle-staging-api-blue-1", image="ghcr.io/carecircle/api")) == {"images-pinned"}
-    tag_only = broken(stacks["prod"], "carecircle-prod-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")
+def test_unpinned_images(engine_stacks):
+    assert fired(broken(engine_stacks["staging"], "carecircle-staging-api-blue-1", image="ghcr.io/carecircle/api:latest")) == {"images-pinned"}
+    assert fired(broken(engine_stacks["staging"], "carecircle-staging-api-blue-1", image="ghcr.io/carecircle/api")) == {"images-pinned"}
+    tag_only = broken(engine_stacks["prod"], "carecircle-prod-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")
     assert fired(tag_only) == {"images-pinned"}  # prod needs a digest by default...
     assert fired(tag_only, {"images-pinned": {"digestRequiredIn": []}}) == set()  # ...configurable
 
@@ -87,22 +89,22 @@ def test_unprotected_volume(staging_with_data):
     assert fired(broken(staging_with_data, "carecircle-staging-postgres-data", protect=False)) == {"data-volumes-protected"}
 
 
-def test_data_service_on_a_public_network(stacks):
-    assert fired(broken(stacks["dev"], "carecircle-dev-backend", internal=False)) == {"data-services-internal-only"}
+def test_data_service_on_a_public_network(engine_stacks):
+    assert fired(broken(engine_stacks["dev"], "carecircle-dev-backend", internal=False)) == {"data-services-internal-only"}
 
 
 @pytest.mark.parametrize("entry", ["POSTGRES_PASSWORD=postgres", "JWT_SECRET=changeme",
                                    "DATABASE_URL=postgresql://app:secret@db:5432/carecircle"])
-def test_hard_coded_secret(stacks, entry):
-    api = next(r for r in stacks["dev"].resources if r.inputs.get("name") == "carecircle-dev-api-blue-1")
-    resources = broken(stacks["dev"], "carecircle-dev-api-blue-1", envs=[*api.inputs["envs"], entry])
+def test_hard_coded_secret(engine_stacks, entry):
+    api = next(r for r in engine_stacks["dev"].resources if r.inputs.get("name") == "carecircle-dev-api-blue-1")
+    resources = broken(engine_stacks["dev"], "carecircle-dev-api-blue-1", envs=[*api.inputs["envs"], entry])
     assert fired(resources) == {"no-plaintext-secrets"}
 
 
-def test_gateway_without_https_in_prod(stacks):
-    gateway = next(r for r in stacks["prod"].resources if r.inputs.get("name") == "carecircle-prod-gateway")
+def test_gateway_without_https_in_prod(engine_stacks):
+    gateway = next(r for r in engine_stacks["prod"].resources if r.inputs.get("name") == "carecircle-prod-gateway")
     http_only = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8443]
-    assert fired(broken(stacks["prod"], "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
+    assert fired(broken(engine_stacks["prod"], "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
 
 
 def test_the_pack_serves_every_rule_as_the_pulumi_cli_loads_it():
@@ -196,8 +198,8 @@ def test_environment_comes_from_the_urn(urn, expected):
     assert pack.environment(urn) == expected
 
 
-def test_prod_stack_labelled_dev_still_gets_the_prod_rules(stacks):
-    forged = relabeled(stacks["prod"].resources, environment="dev", stack="dev")
+def test_prod_stack_labelled_dev_still_gets_the_prod_rules(engine_stacks):
+    forged = relabeled(engine_stacks["prod"].resources, environment="dev", stack="dev")
     assert {label["value"] for r in forged for label in r.inputs.get("labels") or [] if label["label"].endswith("environment")} == {"dev"}
     assert fired(forged) == set()
     assert fired(broken(forged, "carecircle-prod-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")) == {"images-pinned"}
@@ -208,29 +210,29 @@ def test_prod_stack_labelled_dev_still_gets_the_prod_rules(stacks):
     assert fired(broken(forged, "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
 
 
-def test_dev_stack_labelled_prod_still_gets_the_dev_rules(stacks):
-    forged = relabeled(stacks["dev"].resources, environment="prod", stack="prod")
+def test_dev_stack_labelled_prod_still_gets_the_dev_rules(engine_stacks):
+    forged = relabeled(engine_stacks["dev"].resources, environment="prod", stack="prod")
     assert fired(forged) == set()
     public = broken(forged, "carecircle-dev-gateway", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
     assert fired(public) == {"dev-ports-on-loopback"}
 
 
-def test_an_unbound_stack_name_gets_the_prod_rules(stacks):
-    dev_as_qa = on_stack(stacks["dev"].resources, "qa")
+def test_an_unbound_stack_name_gets_the_prod_rules(engine_stacks):
+    dev_as_qa = on_stack(engine_stacks["dev"].resources, "qa")
     violations = {(v.policy, v.message.split(":")[0]) for v in check(dev_as_qa)}
     # dev's data services publish (on loopback) and its images carry no digest: both refused in prod
     assert {("no-public-data-ports", f"carecircle-dev-{s}") for s in ("postgres", "redis", "rabbitmq")} <= violations
     assert ("images-pinned", "carecircle-dev-postgres") in violations
     assert not [v for v in violations if v[0] == "dev-ports-on-loopback"]
-    assert fired(on_stack(stacks["prod"].resources, "prod-eu")) == set()
-    assert fired(on_stack(stacks["dev"].resources, "dev-alice")) == set()
+    assert fired(on_stack(engine_stacks["prod"].resources, "prod-eu")) == set()
+    assert fired(on_stack(engine_stacks["dev"].resources, "dev-alice")) == set()
 
 
 # --- A container is what it runs, whatever its role label says ---------------------------------------
 
 @pytest.fixture(scope="module")
 def staging_all_data():
-    return evaluate_stack("staging", overrides=ALL_DATA)
+    return on_engine("staging", overrides=ALL_DATA)
 
 
 def without_role(resource_inputs_labels, role=None):
@@ -274,8 +276,8 @@ def test_a_data_service_is_recognised_by_any_one_piece_of_evidence(staging_with_
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging_all_data", "prod"])
-def test_what_each_real_container_is(request, stacks, stack):
-    evaluation = stacks.get(stack) or request.getfixturevalue(stack)
+def test_what_each_real_container_is(request, engine_stacks, stack):
+    evaluation = engine_stacks.get(stack) or request.getfixturevalue(stack)
     data = {name for name, c in evaluation.containers.items() if pack.data_service_evidence(c.inputs)}
     environment = pack.environment(next(iter(evaluation.containers.values())).urn)
     gateways = {name for name, c in evaluation.containers.items() if pack.gateway_evidence(c.inputs, environment)}
@@ -285,9 +287,9 @@ def test_what_each_real_container_is(request, stacks, stack):
     assert gateways == {prefix + "gateway"}
 
 
-def test_data_service_on_a_routable_network_without_its_label_is_flagged(stacks):
-    redis = _find(stacks["dev"].resources, "carecircle-dev-redis")
-    unlabelled = broken(stacks["dev"], "carecircle-dev-redis", labels=without_role(redis.inputs["labels"]))
+def test_data_service_on_a_routable_network_without_its_label_is_flagged(engine_stacks):
+    redis = _find(engine_stacks["dev"].resources, "carecircle-dev-redis")
+    unlabelled = broken(engine_stacks["dev"], "carecircle-dev-redis", labels=without_role(redis.inputs["labels"]))
     assert fired(unlabelled) == set()
     on_edge = broken(unlabelled, "carecircle-dev-redis", networksAdvanced=[{"name": "carecircle-dev-edge"}])
     assert fired(on_edge) == {"data-services-internal-only"}
@@ -301,19 +303,19 @@ def test_data_service_on_a_routable_network_without_its_label_is_flagged(stacks)
 
 @pytest.mark.parametrize("port", [{"internal": 8080, "external": 8080}, {"internal": 8080, "external": 8080, "ip": ""}],
                          ids=["ip-missing", "ip-empty"])
-def test_dev_port_without_a_bind_address_is_flagged(stacks, port):
+def test_dev_port_without_a_bind_address_is_flagged(engine_stacks, port):
     """Docker binds a port published without an address to 0.0.0.0: every interface of the host."""
-    gateway = _find(stacks["dev"].resources, "carecircle-dev-gateway")
+    gateway = _find(engine_stacks["dev"].resources, "carecircle-dev-gateway")
     ports = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8080] + [port]
-    violations = check(broken(stacks["dev"], "carecircle-dev-gateway", ports=ports))
+    violations = check(broken(engine_stacks["dev"], "carecircle-dev-gateway", ports=ports))
     assert [(v.policy, v.message) for v in violations] == [
         ("dev-ports-on-loopback", "carecircle-dev-gateway: port 8080 is published on 0.0.0.0, not 127.0.0.1")]
 
 
-def test_gateway_without_its_label_still_needs_https(stacks):
-    gateway = _find(stacks["prod"].resources, "carecircle-prod-gateway")
+def test_gateway_without_its_label_still_needs_https(engine_stacks):
+    gateway = _find(engine_stacks["prod"].resources, "carecircle-prod-gateway")
     http_only = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8443]
-    unlabelled = broken(stacks["prod"], "carecircle-prod-gateway", labels=without_role(gateway.inputs["labels"], "workers"))
+    unlabelled = broken(engine_stacks["prod"], "carecircle-prod-gateway", labels=without_role(gateway.inputs["labels"], "workers"))
     assert fired(unlabelled) == set()
     assert fired(broken(unlabelled, "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
     loopback_only = [{**p, "ip": "127.0.0.1"} for p in http_only]  # an nginx image publishing ports is the gateway
@@ -322,8 +324,8 @@ def test_gateway_without_its_label_still_needs_https(stacks):
     assert fired(broken(unlabelled, "carecircle-prod-gateway", ports=https_on_loopback)) == {"tls-on"}
 
 
-def test_any_container_published_to_the_network_in_prod_must_serve_https(stacks):
-    api = broken(stacks["prod"], "carecircle-prod-api-blue-1", ports=[{"internal": 3000, "external": 3000}])
+def test_any_container_published_to_the_network_in_prod_must_serve_https(engine_stacks):
+    api = broken(engine_stacks["prod"], "carecircle-prod-api-blue-1", ports=[{"internal": 3000, "external": 3000}])
     assert fired(api) == {"tls-on"}
 
 
@@ -332,8 +334,8 @@ def test_any_container_published_to_the_network_in_prod_must_serve_https(stacks)
     {"command": ["node", "worker.js", "--db=postgresql://carecircle:0123456789abcdef0123@db:5432/x"]},
     {"healthcheck": {"tests": ["CMD", "pg_isready", "-d", "postgresql://u:0123456789abcdef0123@db/x"], "interval": "10s"}},
 ], ids=["label", "command", "healthcheck"])
-def test_url_with_a_password_outside_the_environment(stacks, change):
-    resources = broken(stacks["dev"], "carecircle-dev-workers-1", **change)
+def test_url_with_a_password_outside_the_environment(engine_stacks, change):
+    resources = broken(engine_stacks["dev"], "carecircle-dev-workers-1", **change)
     assert fired(resources) == {"no-plaintext-secrets"}
 
 

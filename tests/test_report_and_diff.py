@@ -15,7 +15,7 @@ from carecircle.monitoring import render_alert_rules
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.stackfiles import load_stack_config
 from conftest import REPO_ROOT
-from helpers import decoded_texts
+from helpers import ENGINE, decoded_texts, on_engine
 
 
 def cli(*args, cwd=REPO_ROOT):
@@ -24,7 +24,7 @@ def cli(*args, cwd=REPO_ROOT):
 
 @pytest.fixture(scope="module")
 def prod_report():
-    return report.build(evaluate_stack("prod"), stack_settings("prod"))
+    return report.build(on_engine("prod"), stack_settings("prod", overrides=ENGINE))
 
 
 def test_report_lists_each_service_with_its_exposure_and_operability(prod_report):
@@ -55,21 +55,21 @@ def test_report_networks_secrets_routes_and_policy(prod_report):
     ]
     assert prod_report["gateway"]["tls"] == "modern" and prod_report["gateway"]["active_pool"] == "blue"
     assert {"path": "/api/", "service": "api", "strip_prefix": False} in prod_report["gateway"]["routes"]
-    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 8
+    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 12
 
 
 def test_report_shows_protection_of_data_volumes():
-    data = report.build(evaluate_stack("staging", overrides={"carecircle:postgresMode": "container"}),
-                        stack_settings("staging", overrides={"carecircle:postgresMode": "container"}))
+    data = report.build(on_engine("staging", overrides={"carecircle:postgresMode": "container"}),
+                        stack_settings("staging", overrides={**ENGINE, "carecircle:postgresMode": "container"}))
     assert data["volumes"] == [{"name": "carecircle-staging-postgres-data", "protected": True, "mounted_by": "postgres"},
                                {"name": "carecircle-staging-prometheus-data", "protected": True, "mounted_by": "prometheus"}]
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_report_never_shows_a_secret_value(stacks, stack):
+def test_report_never_shows_a_secret_value(engine_stacks, stack):
     """No secret, nor any part of one (a URL's password, a PEM body), in any format of any report."""
-    evaluation = stacks[stack]
-    data = report.build(evaluation, stack_settings(stack))
+    evaluation = engine_stacks[stack]
+    data = report.build(evaluation, stack_settings(stack, overrides=ENGINE if stack != "dev" else None))
     texts = report.markdown(data) + report.as_json(data) + decoded_texts(data)
     fragments = report.secret_fragments(evaluation.secret_values)
     assert evaluation.secret_values and all(len(f) >= 8 for f in fragments)
@@ -108,21 +108,21 @@ def exposure(diagram: str) -> set[tuple[str, int, str]]:
     ("staging", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
     ("prod", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
 ])
-def test_mermaid_diagram_shows_exactly_what_is_exposed(stacks, stack, expected):
-    data = report.build(stacks[stack], stack_settings(stack))
+def test_mermaid_diagram_shows_exactly_what_is_exposed(engine_stacks, stack, expected):
+    data = report.build(engine_stacks[stack], stack_settings(stack, overrides=ENGINE if stack != "dev" else None))
     diagram = report.mermaid(data)
     assert exposure(diagram) == expected
     assert ("internet((internet))" in diagram) == any(address != "127.0.0.1" for address, _, _ in expected)
     assert f"api_blue --- carecircle_{stack}_backend" in diagram
 
 
-def test_a_mislabelled_container_cannot_hide_what_it_exposes(stacks):
+def test_a_mislabelled_container_cannot_hide_what_it_exposes(engine_stacks):
     """A container whose labels say it is one more api replica, but which publishes postgres to the
     world, shows as a service of its own in the report and its diagram."""
-    evaluation = copy.deepcopy(stacks["prod"])
+    evaluation = copy.deepcopy(engine_stacks["prod"])
     api_2 = evaluation.containers["carecircle-prod-api-blue-2"]
     api_2.inputs["ports"] = [{"internal": 5432.0, "external": 5432.0}]  # no address: Docker's 0.0.0.0
-    data = report.build(evaluation, stack_settings("prod"))
+    data = report.build(evaluation, stack_settings("prod", overrides=ENGINE))
     # replicas that are not alike are not one service: each shows on its own
     assert "api-blue" not in data["services"]
     assert {f"carecircle-prod-api-blue-{i}" for i in (1, 2, 3)} <= set(data["services"])
@@ -146,8 +146,9 @@ def test_diff_between_stacks():
     result = cli("diff", "--stack", "prod", "--against", "staging", "--format", "json")
     assert result.returncode == 0, result.stderr
     changes = {(c["action"], c["name"]) for c in json.loads(result.stdout)}
-    assert ("create", "api-blue-3") in changes and ("replace", "api-blue-1") in changes
-    assert ("update", "gateway-config") in changes
+    # prod runs 3 api replicas to staging's 2 (scaled in place), a second edge node, its own hosts
+    assert ("update", "carecircle-<stack>-api-blue") in changes
+    assert ("create", "gateway-2-container") in changes and ("update", "gateway-1-config") in changes
     assert cli("diff", "--stack", "prod").returncode == 2  # neither --against nor --base
 
 
@@ -176,9 +177,24 @@ def test_diff_against_a_git_revision(two_revisions):
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert "### prod: HEAD → this checkout" in text
-    # the memory limit is updated in place, the rotated Redis URL replaces its consumers
-    assert "| replace | docker:index/container:Container | api-blue-1 | envs (secret, changed), memory |" in text
-    assert "| replace | docker:index/container:Container | workers-1 | envs (secret, changed) |" in text
+    # The rotated Redis URL is a new Swarm secret; the services move to it and to the new memory limit
+    # in place (a rolling update), and each rollout is waited for again.
+    new_secret = "new secret under a new name, created before the old one is deleted; the services move to it by a rolling update"
+    rolling = ("rolling update: Swarm restarts its tasks start-first (each new task healthy before an old one stops), "
+               "1 at a time, on failure rollback")
+    assert f"| replace | {new_secret} | docker:index/secret:Secret | carecircle-prod-redis-url | data (secret, changed) |" in text
+    assert (f"| update | {rolling} | docker:index/service:Service | carecircle-prod-api-blue | taskSpec.containerSpec.secrets.secretId, "
+            "taskSpec.containerSpec.secrets.secretName, taskSpec.resources.limits.memoryBytes, taskSpec.resources.reservation.memoryBytes |") in text
+    assert (f"| update | {rolling} | docker:index/service:Service | carecircle-prod-workers | taskSpec.containerSpec.secrets.secretId, "
+            "taskSpec.containerSpec.secrets.secretName |") in text
+    assert "| replace | runs again | command:local:Command | carecircle-prod-api-blue-rollout |" in text
+    assert "- **2 Swarm services rolled" in text and "- **1 Swarm secrets replaced:** carecircle-prod-redis-url" in text
+    terminal = cli("diff", "--stack", "prod", "--base", "HEAD", cwd=two_revisions)
+    assert terminal.returncode == 0, terminal.stderr
+    assert f"replace: docker:index/secret:Secret carecircle-prod-redis-url -- {new_secret} [data (secret, changed)]" in terminal.stdout
+    as_json = cli("diff", "--stack", "prod", "--base", "HEAD", "--format", "json", cwd=two_revisions)
+    assert {"action": "replace", "type": "docker:index/secret:Secret", "name": "carecircle-prod-redis-url", "inputs": ["data"],
+            "secret_inputs": ["data"]} in json.loads(as_json.stdout)
     _, config, _ = load_stack_config("prod", two_revisions)
     _, old_config, _ = load_stack_config("prod", REPO_ROOT)
     rotated = {config["carecircle:redisUrl"], old_config["carecircle:redisUrl"]}
@@ -206,7 +222,7 @@ def test_report_lists_what_is_monitored_and_alerted(prod_report):
 
 def test_report_alerts_are_the_rules_shipped(prod_report):
     """Exactly the rendered rules Prometheus gets, in order, with their `for:` and annotations."""
-    rules = [rule for group in yaml.safe_load(render_alert_rules(stack_settings("prod")))["groups"] for rule in group["rules"]]
+    rules = [rule for group in yaml.safe_load(render_alert_rules(stack_settings("prod", overrides=ENGINE)))["groups"] for rule in group["rules"]]
     assert [(a["alert"], a["for"], a["summary"], a["description"]) for a in prod_report["monitoring"]["alerts"]] == [
         (r["alert"], r["for"], r["annotations"]["summary"], r["annotations"]["description"]) for r in rules]
     markdown = report.markdown(prod_report)
@@ -216,10 +232,10 @@ def test_report_alerts_are_the_rules_shipped(prod_report):
 
 
 def test_changing_a_rules_for_changes_the_report(monkeypatch):
-    settings = stack_settings("prod")
+    settings = stack_settings("prod", overrides=ENGINE)
     shipped = render_alert_rules(settings)
     assert shipped.count("for: 10m") == 1
     monkeypatch.setattr(report, "render_alert_rules", lambda s: shipped.replace("for: 10m", "for: 45m"))
-    data = report.build(evaluate_stack("prod"), settings)
+    data = report.build(on_engine("prod"), settings)
     assert {a["alert"]: a["for"] for a in data["monitoring"]["alerts"]}["QueueBacklog"] == "45m"
     assert "| QueueBacklog | 45m | warning |" in report.markdown(data)

@@ -14,6 +14,8 @@ from carecircle.offline import evaluate_stack
 from helpers import (
     COMMAND,
     CONTAINER,
+    DATA_SERVICES,
+    PINNED,
     VOLUME,
     bundle_files,
     container,
@@ -22,6 +24,7 @@ from helpers import (
     env_names,
     internal_networks,
     networks_of,
+    on_engine,
     parent_of,
     published,
 )
@@ -32,8 +35,8 @@ API_ENV = {"NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT
 WORKERS_ENV = {"NODE_ENV", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "WORKER_HEARTBEAT_FILE", *TRACING_ENV}
 
 
-def test_dev_declares_every_service_as_a_local_container(stacks):
-    assert sorted(stacks["dev"].containers) == [
+def test_dev_declares_every_service_as_a_local_container(engine_stacks):
+    assert sorted(engine_stacks["dev"].containers) == [
         "carecircle-dev-api-blue-1",
         "carecircle-dev-gateway",
         "carecircle-dev-postgres",
@@ -44,25 +47,25 @@ def test_dev_declares_every_service_as_a_local_container(stacks):
 
 
 @pytest.mark.parametrize("stack, api, workers", [("staging", 2, 2), ("prod", 3, 3)])
-def test_staging_and_prod_run_only_apps_and_gateway(stacks, stack, api, workers):
+def test_staging_and_prod_run_only_apps_and_gateway(engine_stacks, stack, api, workers):
     expected = [f"carecircle-{stack}-api-blue-{i}" for i in range(1, api + 1)]
     expected += [f"carecircle-{stack}-gateway", f"carecircle-{stack}-nginx-exporter", f"carecircle-{stack}-prometheus"]
     expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
-    assert sorted(stacks[stack].containers) == sorted(expected)
+    assert sorted(engine_stacks[stack].containers) == sorted(expected)
 
 
-def test_networks_and_which_are_internal(stacks):
-    assert internal_networks(stacks["dev"]) == {"carecircle-dev-edge": False, "carecircle-dev-backend": True}
+def test_networks_and_which_are_internal(engine_stacks):
+    assert internal_networks(engine_stacks["dev"]) == {"carecircle-dev-edge": False, "carecircle-dev-backend": True}
     for stack in ("staging", "prod"):
-        assert internal_networks(stacks[stack]) == {
+        assert internal_networks(engine_stacks[stack]) == {
             f"carecircle-{stack}-edge": False,
             f"carecircle-{stack}-backend": True,
             f"carecircle-{stack}-egress": False,
         }
 
 
-def test_container_networks_in_dev(stacks):
-    dev = stacks["dev"]
+def test_container_networks_in_dev(engine_stacks):
+    dev = engine_stacks["dev"]
     assert networks_of(container(dev, "carecircle-dev-gateway")) == ["carecircle-dev-edge"]
     assert networks_of(container(dev, "carecircle-dev-api-blue-1")) == ["carecircle-dev-backend", "carecircle-dev-edge"]
     assert networks_of(container(dev, "carecircle-dev-workers-1")) == ["carecircle-dev-backend"]
@@ -71,13 +74,13 @@ def test_container_networks_in_dev(stacks):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_workers_reach_managed_services_without_joining_the_edge(stacks, stack):
-    workers = container(stacks[stack], f"carecircle-{stack}-workers-1")
+def test_workers_reach_managed_services_without_joining_the_edge(engine_stacks, stack):
+    workers = container(engine_stacks[stack], f"carecircle-{stack}-workers-1")
     assert networks_of(workers) == [f"carecircle-{stack}-backend", f"carecircle-{stack}-egress"]
 
 
-def test_dev_publishes_only_on_loopback(stacks):
-    dev = stacks["dev"]
+def test_dev_publishes_only_on_loopback(engine_stacks):
+    dev = engine_stacks["dev"]
     exposed = {name: published(c) for name, c in dev.containers.items() if published(c)}
     assert exposed == {
         "carecircle-dev-gateway": [("127.0.0.1", 8080, 8080), ("127.0.0.1", 8081, 8081)],
@@ -88,14 +91,14 @@ def test_dev_publishes_only_on_loopback(stacks):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_only_the_gateway_publishes_in_staging_and_prod(stacks, stack):
-    exposed = {name: published(c) for name, c in stacks[stack].containers.items() if published(c)}
+def test_only_the_gateway_publishes_in_staging_and_prod(engine_stacks, stack):
+    exposed = {name: published(c) for name, c in engine_stacks[stack].containers.items() if published(c)}
     # The preview of the idle pool is on the host's loopback only.
     assert exposed == {f"carecircle-{stack}-gateway": [("0.0.0.0", 80, 8080), ("0.0.0.0", 443, 8443), ("127.0.0.1", 8081, 8081)]}
 
 
-def test_dev_volumes_are_named_and_unprotected(stacks):
-    dev = stacks["dev"]
+def test_dev_volumes_are_named_and_unprotected(engine_stacks):
+    dev = engine_stacks["dev"]
     volumes = {v.inputs["name"]: v.protect for v in dev.of_type(VOLUME)}
     assert volumes == {f"carecircle-dev-{s}-data": False for s in ("postgres", "redis", "rabbitmq")}
     mounts = {v["volumeName"]: v["containerPath"] for v in container(dev, "carecircle-dev-postgres").inputs["volumes"]}
@@ -106,22 +109,22 @@ def test_dev_volumes_are_named_and_unprotected(stacks):
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_data_volumes_are_protected_in_staging_and_prod(stack):
-    evaluation = evaluate_stack(stack, overrides={"carecircle:postgresMode": "container", "carecircle:redisMode": "container"})
+    evaluation = on_engine(stack, overrides={**DATA_SERVICES, "carecircle:rabbitmqMode": "external"})
     volumes = evaluation.of_type(VOLUME)
     assert sorted(v.inputs["name"] for v in volumes) == [
         f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-prometheus-data", f"carecircle-{stack}-redis-data"]
     assert all(v.protect and v.retain_on_delete for v in volumes)
 
 
-def test_api_and_workers_environment(stacks):
+def test_api_and_workers_environment(engine_stacks):
     # dev exports no traces (no endpoint); prod sends them to its collector
     endpoint = {"dev": "OTEL_TRACES_EXPORTER", "staging": "OTEL_TRACES_EXPORTER", "prod": "OTEL_EXPORTER_OTLP_ENDPOINT"}
-    for stack, evaluation in stacks.items():
+    for stack, evaluation in engine_stacks.items():
         api = container(evaluation, f"carecircle-{stack}-api-blue-1")
         workers = container(evaluation, f"carecircle-{stack}-workers-1")
         assert env_names(api) == API_ENV | {endpoint[stack]}
         assert env_names(workers) == WORKERS_ENV | {endpoint[stack]}
-    dev_api = env(container(stacks["dev"], "carecircle-dev-api-blue-1"))
+    dev_api = env(container(engine_stacks["dev"], "carecircle-dev-api-blue-1"))
     assert dev_api["NODE_ENV"] == "development"
     assert dev_api["PORT"] == "3000"
     assert dev_api["DATABASE_URL"].startswith("postgresql://carecircle:")
@@ -129,7 +132,7 @@ def test_api_and_workers_environment(stacks):
     assert dev_api["REDIS_URL"].endswith("@carecircle-dev-redis:6379")
     assert dev_api["RABBITMQ_URL"].startswith("amqp://") and dev_api["RABBITMQ_URL"].endswith("@carecircle-dev-rabbitmq:5672")
     assert len(dev_api["JWT_SECRET"]) == 64
-    prod_api = env(container(stacks["prod"], "carecircle-prod-api-blue-1"))
+    prod_api = env(container(engine_stacks["prod"], "carecircle-prod-api-blue-1"))
     assert prod_api["NODE_ENV"] == "production"
     assert prod_api["DATABASE_URL"].startswith("postgresql://fake:")  # the stack's secret, faked offline
 
@@ -148,13 +151,13 @@ def test_secret_bearing_inputs_are_secret(every_evaluation):
     assert "stdin" in prod_config.secret_inputs  # the bundle holds the private key
 
 
-ALL_DATA = {"carecircle:postgresMode": "container", "carecircle:redisMode": "container", "carecircle:rabbitmqMode": "container"}
+ALL_DATA = DATA_SERVICES
 
 
 @pytest.fixture(scope="module")
-def every_evaluation(stacks):
+def every_evaluation(engine_stacks):
     """Every stack, and staging/prod with every data service as a container (exporters included)."""
-    return {**stacks, "staging+data": evaluate_stack("staging", overrides=ALL_DATA), "prod+data": evaluate_stack("prod", overrides=ALL_DATA)}
+    return {**engine_stacks, "staging+data": on_engine("staging", overrides=ALL_DATA), "prod+data": on_engine("prod", overrides=ALL_DATA)}
 
 
 def plain_leaks(evaluation):
@@ -234,11 +237,11 @@ def test_redis_requires_its_generated_password_everywhere(every_evaluation, name
         assert env(container(evaluation, prefix + "redis-exporter"))["REDIS_PASSWORD"] == password
 
 
-def test_private_key_is_never_plain(stacks):
+def test_private_key_is_never_plain(engine_stacks):
     from carecircle.stackfiles import load_stack_config
 
     key = load_stack_config("prod")[1]["carecircle:gatewayTlsKey"]
-    prod = stacks["prod"]
+    prod = engine_stacks["prod"]
     config = prod.get(COMMAND, "gateway-config")
     assert key in bundle_files(config.inputs["stdin"]).values()  # the key does reach the gateway...
     assert "stdin" in config.secret_inputs  # ...only inside a secret input
@@ -248,35 +251,35 @@ def test_private_key_is_never_plain(stacks):
                 assert key not in json.dumps(value, default=str) and key not in decoded_texts(value), (resource.name, name)
 
 
-def test_stack_outputs(stacks):
-    dev = stacks["dev"].outputs
+def test_stack_outputs(engine_stacks):
+    dev = engine_stacks["dev"].outputs
     assert dev["gatewayUrl"] == "http://localhost:8080"
-    assert sorted(dev["containers"]) == sorted(stacks["dev"].containers)
+    assert sorted(dev["containers"]) == sorted(engine_stacks["dev"].containers)
     assert dev["networks"] == ["carecircle-dev-edge", "carecircle-dev-backend"]
     assert sorted(dev["volumes"]) == [f"carecircle-dev-{s}-data" for s in ("postgres", "rabbitmq", "redis")]
-    assert stacks["prod"].outputs["gatewayUrl"] == "https://api.carecircle.example"
-    assert not stacks["prod"].secret_outputs and not stacks["dev"].secret_outputs
+    assert engine_stacks["prod"].outputs["gatewayUrl"] == "https://api.carecircle.example"
+    assert not engine_stacks["prod"].secret_outputs and not engine_stacks["dev"].secret_outputs
 
 
-def test_replicas_images_and_limits(stacks):
-    prod = stacks["prod"]
+def test_replicas_images_and_limits(engine_stacks):
+    prod = engine_stacks["prod"]
     for i in (1, 2, 3):
         api = container(prod, f"carecircle-prod-api-blue-{i}")
         assert api.inputs["image"] == "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
         assert api.inputs["memory"] == 1024 and api.inputs["cpus"] == "1.0"
         workers = container(prod, f"carecircle-prod-workers-{i}")
         assert workers.inputs["command"] == ["node", "dist/worker.js"]
-    assert container(prod, "carecircle-prod-gateway").inputs["image"].startswith("nginx:1.27-alpine@sha256:")
-    dev = stacks["dev"]
+    assert container(prod, "carecircle-prod-gateway").inputs["image"].startswith("nginx:1.30-alpine@sha256:")
+    dev = engine_stacks["dev"]
     assert container(dev, "carecircle-dev-postgres").inputs["image"] == "postgres:15"
     assert container(dev, "carecircle-dev-redis").inputs["image"] == "redis:7-alpine"
     assert container(dev, "carecircle-dev-rabbitmq").inputs["image"] == "rabbitmq:3-management"
 
 
-def test_dev_builds_app_images_from_this_repository(stacks):
+def test_dev_builds_app_images_from_this_repository(engine_stacks):
     from conftest import REPO_ROOT
 
-    dev = stacks["dev"]
+    dev = engine_stacks["dev"]
     assert [r.name for r in dev.of_type("docker:index/image:Image")] == ["image-dev-stub-app"]  # built once
     image = dev.get("docker:index/image:Image", "image-dev-stub-app")
     context = image.inputs["build"]["context"]
@@ -286,8 +289,8 @@ def test_dev_builds_app_images_from_this_repository(stacks):
     assert container(dev, "carecircle-dev-workers-1").inputs["command"] == ["node", "worker.js"]
 
 
-def test_every_container_has_healthcheck_restart_and_log_rotation(stacks):
-    for evaluation in stacks.values():
+def test_every_container_has_healthcheck_restart_and_log_rotation(engine_stacks):
+    for evaluation in engine_stacks.values():
         for name, resource in evaluation.containers.items():
             assert resource.inputs["healthcheck"]["tests"][0] in ("CMD", "CMD-SHELL"), name
             assert resource.inputs["restart"] == "unless-stopped", name
@@ -295,8 +298,8 @@ def test_every_container_has_healthcheck_restart_and_log_rotation(stacks):
             assert resource.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, name
 
 
-def test_healthchecks_probe_the_real_service(stacks):
-    dev = stacks["dev"]
+def test_healthchecks_probe_the_real_service(engine_stacks):
+    dev = engine_stacks["dev"]
     assert "pg_isready -U carecircle -d carecircle" in container(dev, "carecircle-dev-postgres").inputs["healthcheck"]["tests"][1]
     redis_check = container(dev, "carecircle-dev-redis").inputs["healthcheck"]["tests"][1]
     assert "redis-cli" in redis_check and '-a "$REDIS_PASSWORD"' in redis_check and "ping" in redis_check
@@ -307,16 +310,16 @@ def test_healthchecks_probe_the_real_service(stacks):
     assert "/_gateway/health" in gateway_check
 
 
-def test_api_waits_healthy_before_the_gateway_routes_to_it(stacks):
-    prod = stacks["prod"]
+def test_api_waits_healthy_before_the_gateway_routes_to_it(engine_stacks):
+    prod = engine_stacks["prod"]
     config = prod.get(COMMAND, "gateway-config")
     api_urns = {r.urn for name, r in prod.containers.items() if "-api-" in name}
     assert api_urns and api_urns <= set(config.dependencies)
     assert all(prod.containers[f"carecircle-prod-api-blue-{i}"].inputs["wait"] for i in (1, 2, 3))
 
 
-def test_components_parent_their_children(stacks):
-    dev = stacks["dev"]
+def test_components_parent_their_children(engine_stacks):
+    dev = engine_stacks["dev"]
     expected = {
         "carecircle-dev-postgres": "carecircle:data:DataService",
         "carecircle-dev-api-blue-1": "carecircle:app:AppService",
@@ -328,16 +331,16 @@ def test_components_parent_their_children(stacks):
     assert parent_of(dev, network).type == "carecircle:network:Networks"
 
 
-def test_secret_passwords_are_generated_with_random(stacks):
-    dev = stacks["dev"]
+def test_secret_passwords_are_generated_with_random(engine_stacks):
+    dev = engine_stacks["dev"]
     names = sorted(r.name for r in dev.of_type("random:index/randomPassword:RandomPassword"))
     assert names == ["jwt-secret", "postgres-password", "rabbitmq-password", "redis-password"]
     assert dev.get("random:index/randomPassword:RandomPassword", "jwt-secret").inputs["length"] == 64
     assert dev.get("random:index/randomString:RandomString", "rabbitmq-user")
 
 
-def test_prod_gateway_config_is_applied_to_the_running_container(stacks):
-    prod = stacks["prod"]
+def test_prod_gateway_config_is_applied_to_the_running_container(engine_stacks):
+    prod = engine_stacks["prod"]
     gateway = container(prod, "carecircle-prod-gateway")
     # The container holds only the constant bootstrap: configuration changes never replace it.
     assert [u["file"] for u in gateway.inputs["uploads"]] == ["/etc/nginx/carecircle/active.conf"]
@@ -346,7 +349,7 @@ def test_prod_gateway_config_is_applied_to_the_running_container(stacks):
     config = prod.get(COMMAND, "gateway-config")
     assert config.inputs["create"].startswith("docker exec -i carecircle-prod-gateway sh -c ")
     assert "nginx -t" in config.inputs["create"] and "nginx -s reload" in config.inputs["create"]
-    assert config.inputs["environment"]["DOCKER_HOST"] == "ssh://deploy@prod.docker.carecircle.example"
+    assert config.inputs["environment"]["DOCKER_HOST"] == "ssh://deploy@manager-1.prod.carecircle.example"
     files = bundle_files(config.inputs["stdin"])
     conf = files["next.conf"]
     for address in ("172.30.0.16", "172.30.0.17", "172.30.0.18"):  # the blue pool's fixed addresses
@@ -356,8 +359,8 @@ def test_prod_gateway_config_is_applied_to_the_running_container(stacks):
     assert f"ssl_certificate_key /etc/nginx/carecircle/{tls[1]};" in conf
 
 
-def test_staging_gateway_mounts_certificate_from_the_host(stacks):
-    gateway = container(stacks["staging"], "carecircle-staging-gateway")
+def test_staging_gateway_mounts_certificate_from_the_host(engine_stacks):
+    gateway = container(engine_stacks["staging"], "carecircle-staging-gateway")
     mounts = {v["containerPath"]: (v["hostPath"], v["readOnly"]) for v in gateway.inputs["volumes"]}
     assert mounts == {
         "/etc/nginx/tls/fullchain.pem": ("/etc/carecircle/tls/fullchain.pem", True),
@@ -372,15 +375,15 @@ def test_jwt_secret_from_config_replaces_the_generated_one():
     assert not [r for r in evaluation.of_type("random:index/randomPassword:RandomPassword") if r.name == "jwt-secret"]
 
 
-def test_asserting_on_an_undeclared_resource_fails(stacks):
+def test_asserting_on_an_undeclared_resource_fails(engine_stacks):
     with pytest.raises(AssertionError, match="declares no"):
-        stacks["prod"].get(CONTAINER, "postgres-container")
+        engine_stacks["prod"].get(CONTAINER, "postgres-container")
     with pytest.raises(AssertionError, match="has no container"):
-        container(stacks["prod"], "carecircle-prod-postgres")
+        container(engine_stacks["prod"], "carecircle-prod-postgres")
 
 
 def test_api_pools_have_fixed_edge_addresses_and_colour_labels():
-    evaluation = evaluate_stack("prod", overrides={"carecircle:apiGreenImage": "ghcr.io/carecircle/api:1.1.0",
+    evaluation = on_engine("prod", overrides={"carecircle:apiGreenImage": "ghcr.io/carecircle/api:1.1.0" + PINNED,
                                                    "carecircle:apiGreenReplicas": 3})
     addresses = {}
     for color in ("blue", "green"):
@@ -399,7 +402,7 @@ def test_api_pools_have_fixed_edge_addresses_and_colour_labels():
 
 
 def test_containers_get_a_grace_period_to_drain():
-    prod = evaluate_stack("prod")
+    prod = on_engine("prod")
     api = container(prod, "carecircle-prod-api-blue-1")
     workers = container(prod, "carecircle-prod-workers-1")
     assert (api.inputs["stopSignal"], api.inputs["stopTimeout"], api.inputs["destroyGraceSeconds"]) == ("SIGTERM", 30, 30)
@@ -408,7 +411,7 @@ def test_containers_get_a_grace_period_to_drain():
 
 def test_sentry_dsn_is_a_secret_of_api_and_workers():
     dsn = "https://0123456789abcdef@o1.ingest.sentry.io/42"
-    evaluation = evaluate_stack("staging", secrets={"carecircle:sentryDsn": dsn})
+    evaluation = on_engine("staging", secrets={"carecircle:sentryDsn": dsn})
     for name in ("carecircle-staging-api-blue-1", "carecircle-staging-workers-1"):
         resource = container(evaluation, name)
         assert env(resource)["SENTRY_DSN"] == dsn and "envs" in resource.secret_inputs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping, Optional
 
 from .rendering import TEMPLATES, GatewayPorts, tar_bundle
 from .rendering import jinja_templates as templates
@@ -22,8 +23,11 @@ STUB_STATUS_PATH = "/_gateway/nginx_status"
 
 @dataclass(frozen=True)
 class TargetGroup:
-    targets: list[str]
+    targets: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # Swarm: the targets are the A records of this name (tasks.<service>), re-read as tasks move.
+    dns_name: Optional[str] = None
+    dns_port: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,26 @@ class ScrapeJob:
     params: dict[str, list[str]] = field(default_factory=dict)
 
 
-def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
-    """What Prometheus scrapes: the api pools, nginx (through its exporter) and the data services that
-    run as containers here. Targets are container names on the backend network."""
+def nginx_exporter_names(settings: Settings) -> list[str]:
+    """One exporter per gateway: the engine's single gateway, or one per swarm edge node."""
+    if settings.platform == "swarm":
+        return [settings.docker_name("nginx-exporter", str(i)) for i in range(1, len(settings.swarm_edge_hosts) + 1)]
+    return [settings.docker_name("nginx-exporter")]
+
+
+def scrape_jobs(settings: Settings, api_services: Optional[Mapping[str, str]] = None) -> list[ScrapeJob]:
+    """What Prometheus scrapes: the api pools, nginx (through its exporters) and the data services that
+    run as containers here. Targets are container names on the backend network, or (swarm) the tasks of
+    each pool's service, `api_services` mapping a color to its service name."""
+    if api_services is None:
+        api = [TargetGroup([f"{name}:{settings.api_port}" for name in settings.api_container_names(color)], {"pool": color})
+               for color in COLORS if settings.api_replicas(color)]
+    else:
+        api = [TargetGroup(labels={"pool": color}, dns_name=f"tasks.{service}", dns_port=settings.api_port)
+               for color, service in sorted(api_services.items())]
     jobs = [
-        ScrapeJob("api", [TargetGroup([f"{name}:{settings.api_port}" for name in settings.api_container_names(color)], {"pool": color})
-                          for color in COLORS if settings.api_replicas(color)], settings.api_metrics_path),
-        ScrapeJob("nginx", [TargetGroup([f"{settings.docker_name('nginx-exporter')}:{NGINX_EXPORTER_PORT}"])]),
+        ScrapeJob("api", api, settings.api_metrics_path),
+        ScrapeJob("nginx", [TargetGroup([f"{name}:{NGINX_EXPORTER_PORT}" for name in nginx_exporter_names(settings)])]),
     ]
     if settings.postgres_mode == "container":
         jobs.append(ScrapeJob("postgres", [TargetGroup([f"{settings.docker_name('postgres-exporter')}:{POSTGRES_EXPORTER_PORT}"])]))
@@ -53,10 +70,10 @@ def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
     return jobs
 
 
-def render_prometheus_config(settings: Settings, rules_path: str = RULES_PATH) -> str:
+def render_prometheus_config(settings: Settings, rules_path: str = RULES_PATH, api_services: Optional[Mapping[str, str]] = None) -> str:
     return templates.get_template("prometheus.yml.j2").render(
         stack=settings.stack, environment=settings.environment, scrape_interval=settings.scrape_interval,
-        rules_path=rules_path, jobs=scrape_jobs(settings),
+        rules_path=rules_path, jobs=scrape_jobs(settings, api_services),
     )
 
 
@@ -80,16 +97,18 @@ def _number(value: float) -> str:
 GATEWAY_PORTS = GatewayPorts()
 
 
-def stub_status_url(settings: Settings) -> str:
-    """The gateway's stub_status, on its (unpublished) status listener."""
-    return f"http://{settings.docker_name('gateway')}:{GATEWAY_PORTS.status}{STUB_STATUS_PATH}"
+def stub_status_url(settings: Settings, gateway: Optional[int] = None) -> str:
+    """A gateway's stub_status, on its (unpublished) status listener; swarm gateways are numbered."""
+    name = settings.docker_name("gateway", *([str(gateway)] if gateway is not None else []))
+    return f"http://{name}:{GATEWAY_PORTS.status}{STUB_STATUS_PATH}"
 
 
 APPLY_SCRIPT = (TEMPLATES / "prometheus-apply.sh").read_text()
 BOOTSTRAP_CONFIG = (TEMPLATES / "prometheus-bootstrap.yml").read_text()
 
 
-def prometheus_bundle(settings: Settings) -> str:
+def prometheus_bundle(settings: Settings, api_services: Optional[Mapping[str, str]] = None) -> str:
     """The base64 tar prometheus-apply.sh takes on stdin."""
     # Readable by the prometheus user the image runs as (the script unpacks them as root).
-    return tar_bundle({"prometheus.yml": render_prometheus_config(settings), "alerts.yml": render_alert_rules(settings)}, mode=0o644)
+    return tar_bundle({"prometheus.yml": render_prometheus_config(settings, api_services=api_services),
+                       "alerts.yml": render_alert_rules(settings)}, mode=0o644)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from .provider_semantics import AUTONAMED, replaces
 from .settings import ConfigError
 from .stackfiles import REPO_ROOT, load_stack_config
 
@@ -40,6 +42,10 @@ class DeclaredResource:
     dependencies: list[str]
     # The provider reference ("<provider urn>::<id>"); empty for the default provider of its package.
     provider: str = ""
+    ignore_changes: tuple[str, ...] = ()
+    # The name Pulumi generated because the program gave none (<logical name>-<7 hex>); "" otherwise.
+    autoname: str = ""
+    id: str = ""  # the id the engine (here, the mocks) gave it
 
 
 @dataclass
@@ -97,6 +103,15 @@ def _deserialize(struct: Any) -> tuple[dict[str, Any], set[str]]:
     return _unwrap_secrets(wrapped), {key for key, value in wrapped.items() if _holds_secret(value)}
 
 
+def _leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every leaf of an input value; list elements share their list's path."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _leaves(item, f"{prefix}.{key}" if prefix else key)]
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return [leaf for item in value for leaf in _leaves(item, prefix)]
+    return [(prefix, value)]
+
+
 def _fake_value(name: str, length: int) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()
     return (digest * (length // len(digest) + 1))[:length]
@@ -110,6 +125,12 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
+        if args.typ in AUTONAMED and "name" not in args.inputs:
+            # The engine names it <logical name>-<7 random hex> and, on a replacement, anew; here the
+            # suffix follows the inputs that replace it, so a replacement shows as a new name (and id).
+            replacing = {path: value for path, value in _leaves(args.inputs) if replaces(args.typ, path)}
+            state["name"] = f"{args.name}-{hashlib.sha256(json.dumps(replacing, sort_keys=True, default=str).encode()).hexdigest()[:7]}"
+            return f"{state['name']}-id", state
         if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             value = _fake_value(args.name, int(args.inputs.get("length", 16)))
             # The engine applies the provider's additional_secret_outputs; the mock monitor does not.
@@ -145,6 +166,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs, secret_inputs = _deserialize(request.object)
+            outputs, _ = _deserialize(response.object)
             self.evaluation.resources.append(DeclaredResource(
                 type=request.type,
                 name=request.name,
@@ -157,6 +179,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 delete_before_replace=request.deleteBeforeReplace,
                 dependencies=list(request.dependencies),
                 provider=request.provider,
+                ignore_changes=tuple(request.ignoreChanges),
+                autoname=outputs.get("name", "") if request.type in AUTONAMED and "name" not in inputs else "",
+                id=response.id,
             ))
         return response
 
@@ -206,14 +231,14 @@ def evaluate_config(
     return evaluation
 
 
-def evaluate_stack(
+def stack_config(
     stack: str,
     root: Path = REPO_ROOT,
     overrides: Optional[Mapping[str, Any]] = None,
     secrets: Optional[Mapping[str, str]] = None,
-) -> Evaluation:
-    """Evaluate a stack from its files. `overrides` replace keys (None removes one) as
-    `pulumi config set/rm` would; `secrets` are set as secret keys."""
+) -> tuple[str, dict[str, str], set[str]]:
+    """(project, config, secret keys) of a stack from its files, with `overrides` replacing keys
+    (None removes one) as `pulumi config set/rm` would, and `secrets` set as secret keys."""
     from .stackfiles import cli_string
 
     project, config, secret_keys = load_stack_config(stack, root, secrets)
@@ -226,14 +251,23 @@ def evaluate_stack(
     for key, value in (secrets or {}).items():
         config[key] = value
         secret_keys.add(key)
-    return evaluate_config(stack, project, config, secret_keys)
+    return project, config, secret_keys
+
+
+def evaluate_stack(
+    stack: str,
+    root: Path = REPO_ROOT,
+    overrides: Optional[Mapping[str, Any]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+) -> Evaluation:
+    """Evaluate a stack from its files, changed as stack_config says."""
+    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets))
 
 
 def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None):
-    """The validated settings of a stack from its files, without running the program."""
+    """The validated settings of a stack from its files (changed as stack_config says), without
+    running the program."""
     from .settings import parse_settings
-    from .stackfiles import cli_string
 
-    _, config, secret_keys = load_stack_config(stack, root)
-    config.update({key: cli_string(value) for key, value in (overrides or {}).items()})
+    _, config, secret_keys = stack_config(stack, root, overrides)
     return parse_settings(stack, config, secret_keys)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -28,7 +28,8 @@ from .rendering import NginxPaths, gateway_bundle, render_nginx_conf, shipped_tl
 from .settings import COLORS, Settings, load_settings
 
 
-def _secret(value: Any) -> Optional[pulumi.Output[str]]:
+def secret_output(value: Any) -> Optional[pulumi.Output[str]]:
+    """A SecretStr setting as a Pulumi secret (None when unset)."""
     return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
 
 
@@ -69,7 +70,8 @@ class Images:
 
 def container_runtime(settings: Settings) -> ContainerRuntime:
     return ContainerRuntime(stack=settings.stack, environment=settings.environment, restart=settings.restart_policy,
-                            log_max_size=settings.log_max_size, log_max_files=settings.log_max_files)
+                            log_max_size=settings.log_max_size, log_max_files=settings.log_max_files,
+                            healthcheck_interval=settings.healthcheck_interval)
 
 
 def declare_networks(settings: Settings) -> Networks:
@@ -95,7 +97,7 @@ def declare_data_services(settings: Settings, runtime: ContainerRuntime, network
     ]
     for service, mode, image, kind, host_port, external_url in specs:
         if mode == "external":
-            declared.urls[service] = _secret(external_url)  # type: ignore[assignment]
+            declared.urls[service] = secret_output(external_url)  # type: ignore[assignment]
             continue
         published = (kind.management_port or kind.port, host_port) if host_port else None
         declared.services[service] = DataService(service, DataServiceArgs(
@@ -112,11 +114,13 @@ def declare_data_services(settings: Settings, runtime: ContainerRuntime, network
     return declared
 
 
-def tracing_env(settings: Settings, service: str) -> list[pulumi.Input[str]]:
-    """OpenTelemetry and Sentry settings of a Node service, from the stack's config."""
+def tracing_env(settings: Settings, service: str, pool: Optional[str] = None) -> list[pulumi.Input[str]]:
+    """OpenTelemetry and Sentry settings of a Node service, from the stack's config (a swarm api
+    replica also says which pool it belongs to)."""
+    attributes = f"deployment.environment={settings.environment}" + (f",carecircle.pool={pool}" if pool else "")
     env: list[pulumi.Input[str]] = [
         f"OTEL_SERVICE_NAME={service}",
-        f"OTEL_RESOURCE_ATTRIBUTES=deployment.environment={settings.environment}",
+        f"OTEL_RESOURCE_ATTRIBUTES={attributes}",
         "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
         f"OTEL_TRACES_SAMPLER_ARG={settings.trace_sample_rate}",
         f"OTEL_EXPORTER_OTLP_ENDPOINT={settings.otel_exporter_endpoint}" if settings.otel_exporter_endpoint else "OTEL_TRACES_EXPORTER=none",
@@ -124,7 +128,7 @@ def tracing_env(settings: Settings, service: str) -> list[pulumi.Input[str]]:
         f"SENTRY_TRACES_SAMPLE_RATE={settings.trace_sample_rate}",
     ]
     if settings.sentry_dsn is not None:
-        env.append(pulumi.Output.concat("SENTRY_DSN=", _secret(settings.sentry_dsn)))
+        env.append(pulumi.Output.concat("SENTRY_DSN=", secret_output(settings.sentry_dsn)))
     return env
 
 
@@ -140,7 +144,7 @@ class Apps:
 
 def declare_apps(settings: Settings, runtime: ContainerRuntime, networks: Networks, data: DataServices) -> Apps:
     """The api's blue and green pools and the workers, with the environment they share."""
-    jwt_secret = _secret(settings.jwt_secret) or random.RandomPassword("jwt-secret", length=64, special=False).result
+    jwt_secret = secret_output(settings.jwt_secret) or random.RandomPassword("jwt-secret", length=64, special=False).result
     shared_env = [
         f"NODE_ENV={settings.node_env}",
         pulumi.Output.concat("DATABASE_URL=", data.urls["postgres"]),
@@ -195,18 +199,20 @@ def upstreams(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def gateway_bundle_output(settings: Settings) -> pulumi.Output[str]:
-    """The gateway configuration bundle; a PEM certificate travels in it, so then it is secret."""
+def gateway_bundle_output(settings: Settings, upstream_map: Optional[pulumi.Input[Mapping[str, Any]]] = None) -> pulumi.Output[str]:
+    """The gateway configuration bundle, for `upstream_map` (default: the engine's pools); a PEM
+    certificate travels in it, so then it is secret."""
     paths = NginxPaths()
+    resolved = pulumi.Output.from_input(upstream_map if upstream_map is not None else upstreams(settings))
     if not settings.gateway_tls or settings.gateway_tls_certificate_path:
-        return pulumi.Output.from_input(gateway_bundle(paths, render_nginx_conf(settings, upstreams(settings))))
+        return resolved.apply(lambda servers: gateway_bundle(paths, render_nginx_conf(settings, servers)))
 
-    def bundle(certificate: str, key: str) -> str:
+    def bundle(servers: Mapping[str, Any], certificate: str, key: str) -> str:
         tls = shipped_tls_files(paths, certificate, key)
-        conf = render_nginx_conf(settings, upstreams(settings), tls_files=tls)
+        conf = render_nginx_conf(settings, servers, tls_files=tls)
         return gateway_bundle(paths, conf, {tls.certificate: certificate, tls.key: key})
 
-    pem = pulumi.Output.all(_secret(settings.gateway_tls_certificate), _secret(settings.gateway_tls_key))
+    pem = pulumi.Output.all(resolved, secret_output(settings.gateway_tls_certificate), secret_output(settings.gateway_tls_key))
     return pulumi.Output.secret(pem.apply(lambda values: bundle(*values)))
 
 
@@ -286,6 +292,10 @@ def gateway_url(settings: Settings) -> str:
 
 def declare(settings: Settings) -> dict[str, Any]:
     """Declare every resource of the stack; returns the stack outputs."""
+    if settings.platform == "swarm":
+        from .swarm_program import declare_swarm
+
+        return declare_swarm(settings)
     runtime = container_runtime(settings)
     networks = declare_networks(settings)
     data = declare_data_services(settings, runtime, networks)

@@ -4,12 +4,18 @@ leaves alone, computed by evaluating the stack before and after under the mocks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from ..offline import evaluate_stack
-from .changes import ResourceChange, by_action, compare
+from .changes import ResourceChange, by_action, compare, live_changes
+from .effects import rolls
 
-NEW_IMAGE = "ghcr.io/carecircle/api:1.1.0"
+# The committed staging and prod run on Swarm; this puts a stack on one Docker engine instead (dev's
+# platform), to show what the same changes do there.
+ON_ENGINE: dict[str, Any] = {"carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None, "carecircle:swarmMonitoringHost": None}
+# prod runs images pinned by digest.
+RELEASED_IMAGE = "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
+NEW_IMAGE = "ghcr.io/carecircle/api:1.1.0@sha256:" + "1" * 64
 OTHER_PEM = {
     "carecircle:gatewayTlsCertificate": "-----BEGIN CERTIFICATE-----\nbmV3\n-----END CERTIFICATE-----\n",
     "carecircle:gatewayTlsKey": "-----BEGIN PRIVATE KEY-----\nbmV3\n-----END PRIVATE KEY-----\n",
@@ -30,14 +36,14 @@ def _pools(blue_image: str, green_image: str, green_replicas: int, active: str =
             "carecircle:apiGreenReplicas": green_replicas, "carecircle:apiActiveColor": active}
 
 
-RUNNING = _pools("ghcr.io/carecircle/api:1.0.0", "ghcr.io/carecircle/api:1.0.0", 3)
+RUNNING = _pools(RELEASED_IMAGE, RELEASED_IMAGE, 3)
 
 SCENARIOS = [
     Scenario("release: bring up the idle pool (green) on a new image",
-             before=_pools("ghcr.io/carecircle/api:1.0.0", "ghcr.io/carecircle/api:1.0.0", 0),
-             after=_pools("ghcr.io/carecircle/api:1.0.0", NEW_IMAGE, 3)),
+             before=_pools(RELEASED_IMAGE, RELEASED_IMAGE, 0),
+             after=_pools(RELEASED_IMAGE, NEW_IMAGE, 3)),
     Scenario("new image on the running idle pool", before=RUNNING,
-             after=_pools("ghcr.io/carecircle/api:1.0.0", NEW_IMAGE, 3)),
+             after=_pools(RELEASED_IMAGE, NEW_IMAGE, 3)),
     Scenario("switch the active pool (blue -> green)", before=RUNNING, after={**RUNNING, "carecircle:apiActiveColor": "green"}),
     Scenario("rollback (green -> blue)", before={**RUNNING, "carecircle:apiActiveColor": "green"}, after=RUNNING),
     Scenario("scale the idle pool to zero", before=RUNNING, after={**RUNNING, "carecircle:apiGreenReplicas": 0}),
@@ -52,23 +58,31 @@ SCENARIOS = [
 ]
 
 
-def run(stack: str = "prod") -> list[tuple[Scenario, list[ResourceChange]]]:
+def run(stack: str = "prod", base: Optional[dict[str, Any]] = None) -> list[tuple[Scenario, list[ResourceChange]]]:
+    """Each scenario's changes on `stack` (as committed, or changed by `base`, e.g. onto another platform)."""
     results = []
     for scenario in SCENARIOS:
-        before = evaluate_stack(stack, overrides=scenario.before, secrets=scenario.secrets_before)
-        after = evaluate_stack(stack, overrides={**scenario.before, **scenario.after},
+        before = evaluate_stack(stack, overrides={**(base or {}), **scenario.before}, secrets=scenario.secrets_before)
+        after = evaluate_stack(stack, overrides={**(base or {}), **scenario.before, **scenario.after},
                                secrets={**scenario.secrets_before, **scenario.secrets_after})
         results.append((scenario, compare(before, after)))
     return results
 
 
+def _rolls(change: ResourceChange) -> bool:
+    """A Service update that changes what its tasks run: Swarm rolls the tasks (effects.py says when)."""
+    return rolls(change)
+
+
 def markdown_table(results: list[tuple[Scenario, list[ResourceChange]]]) -> str:
     lines = [
-        "| change | replaced (delete, then create) | updated in place | created | deleted |",
-        "|---|---|---|---|---|",
+        "| change | rolling update (Swarm services) | replaced | updated in place | created | deleted |",
+        "|---|---|---|---|---|---|",
     ]
     for scenario, changes in results:
-        grouped = by_action(changes)
-        cells = [", ".join(grouped.get(action, [])) or "-" for action in ("replace", "update", "create", "delete")]
+        live = live_changes(changes)
+        rolled = sorted(c.name for c in live if _rolls(c))
+        grouped = by_action([c for c in live if not _rolls(c)])
+        cells = [", ".join(rolled) or "-", *(", ".join(grouped.get(action, [])) or "-" for action in ("replace", "update", "create", "delete"))]
         lines.append(f"| {scenario.change} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,61 +1,47 @@
 """What a change of config does to the live environment: compare the declared inputs of two
-evaluations and classify each resource's change by its provider's own semantics.
-
-pulumi-docker 5.2 (upstream terraform provider, `ForceNew` unless listed here): a container is
-replaced, delete-first, on almost any input change; networks, volumes and images on every change.
-pulumi-command 1.2: a change of `triggers` replaces the command, any other input change updates it;
-both run `create` again. pulumi-random: any input change makes a new value.
-"""
+evaluations and classify each resource's change by its provider's own semantics
+(carecircle/provider_semantics.py: what replaces, what updates in place, what the provider only
+records)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
-from ..offline import DeclaredResource, Evaluation
+from ..offline import Evaluation
+from ..provider_semantics import Action, action_for
 
-Action = Literal["create", "delete", "replace", "update", "no live change"]
+ChangeAction = Action | str  # plus "create" and "delete"
 
-CONTAINER = "docker:index/container:Container"
-COMMAND = "command:local:Command"
-# Container inputs the provider updates on the running container.
-CONTAINER_IN_PLACE = frozenset({"restart", "memory", "memorySwap", "memoryReservation", "cpuShares", "cpuSet"})
-# Container inputs the provider only records: they matter at the next create or destroy.
-CONTAINER_RECORDED = frozenset({"healthcheck", "wait", "waitTimeout", "destroyGraceSeconds", "mustRun",
-                                "containerReadRefreshTimeoutMilliseconds"})
-COMMAND_REPLACE = frozenset({"triggers"})
+__all__ = ["ResourceChange", "action_for", "by_action", "changed_paths", "compare", "describe", "live_changes"]
 
 
 @dataclass(frozen=True)
 class ResourceChange:
     type: str
     name: str
-    action: Action
-    inputs: tuple[str, ...]  # the inputs that differ
+    action: ChangeAction
+    inputs: tuple[str, ...]  # the input paths that differ (dotted, list elements without index)
     secret_inputs: tuple[str, ...]  # of those, the ones whose values are secret (never shown)
 
 
-def _differing(before: DeclaredResource, after: DeclaredResource) -> list[str]:
-    keys = set(before.inputs) | set(after.inputs)
-    canonical = lambda value: json.dumps(value, sort_keys=True, default=str)  # noqa: E731
-    return sorted(k for k in keys if canonical(before.inputs.get(k)) != canonical(after.inputs.get(k)))
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
-def action_for(type_: str, keys: list[str]) -> Action:
-    """What the provider does when these inputs of a resource of this type change."""
-    if not keys:
-        return "no live change"
-    if type_ == CONTAINER:
-        changed = set(keys)
-        if changed - CONTAINER_IN_PLACE - CONTAINER_RECORDED:
-            return "replace"
-        return "update" if changed & CONTAINER_IN_PLACE else "no live change"
-    if type_ == COMMAND:
-        return "replace" if set(keys) & COMMAND_REPLACE else "update"
-    if type_.startswith("carecircle:"):  # components hold no state of their own
-        return "no live change"
-    return "replace"
+def changed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two input values differ. Lists of objects of the same length are compared
+    element by element (the path names the field, not the index); any other list as a whole."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [path for key in sorted(set(before) | set(after))
+                for path in changed_paths(before.get(key), after.get(key), f"{prefix}.{key}" if prefix else key)]
+    if (isinstance(before, list) and isinstance(after, list) and len(before) == len(after) and before
+            and all(isinstance(item, dict) for item in before + after)):
+        return sorted({path for old, new in zip(before, after, strict=True) for path in changed_paths(old, new, prefix)})
+    if before is None and after in ({}, []) or after is None and before in ({}, []):  # absent and empty are the same input
+        return []
+    return [prefix] if _canonical(before) != _canonical(after) else []
 
 
 def compare(before: Evaluation, after: Evaluation) -> list[ResourceChange]:
@@ -70,11 +56,15 @@ def compare(before: Evaluation, after: Evaluation) -> list[ResourceChange]:
             assert resource is not None
             changes.append(ResourceChange(resource.type, resource.name, "create" if a is None else "delete", (), ()))
             continue
-        keys = _differing(a, b)
-        if keys:
-            secret = tuple(k for k in keys if k in a.secret_inputs or k in b.secret_inputs)
-            changes.append(ResourceChange(b.type, b.name, action_for(b.type, keys), tuple(keys), secret))
+        paths = changed_paths(a.inputs, b.inputs)
+        if paths:
+            secret = tuple(p for p in paths if _top(p) in a.secret_inputs or _top(p) in b.secret_inputs)
+            changes.append(ResourceChange(b.type, b.name, action_for(b.type, paths), tuple(paths), secret))
     return changes
+
+
+def _top(path: str) -> str:
+    return path.split(".", 1)[0]
 
 
 def live_changes(changes: list[ResourceChange]) -> list[ResourceChange]:

@@ -86,5 +86,7 @@ def documents(root: Path) -> dict[Path, str]:
         **environments,
         root / "docs" / "config.schema.json": json.dumps(json_schema(), indent=2, sort_keys=True) + "\n",
         root / "docs" / "config-reference.md": markdown(root),
-        releases: _between_markers(releases.read_text(), "blast-radius", blast_radius.markdown_table(blast_radius.run("prod"))),
+        releases: _between_markers(
+            _between_markers(releases.read_text(), "blast-radius", blast_radius.markdown_table(blast_radius.run("prod"))),
+            "blast-radius-engine", blast_radius.markdown_table(blast_radius.run("prod", base=blast_radius.ON_ENGINE))),
     }

@@ -5,19 +5,25 @@ values are never included: an environment variable is marked secret when its val
 the stack handles, or a part of one (a URL's password, a PEM body), and secrets are listed by name
 and source only. Containers are grouped into services by their labels only where they are alike, so a
 label cannot hide what a container exposes; the alert list is read from the rules the stack ships.
+
+A swarm stack (carecircle:platform swarm) adds, from swarm_report.py: `swarm_services` (each Swarm
+service: generated name, rollout, placement, resources, secrets mounted), `swarm_secrets` and
+`secrets_outside_swarm`, the node each container runs on (`placed`), and a diagram per node. An
+engine stack's report is unchanged.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 from urllib.parse import unquote, urlsplit
 
 import yaml
 
 from ..monitoring import render_alert_rules, scrape_jobs
 from ..offline import DeclaredResource, Evaluation
-from ..settings import SECRET_FIELDS, Settings
+from ..settings import COLORS, SECRET_FIELDS, Settings
+from . import swarm_report
 from .policy_check import check, load_policies
 
 CONTAINER = "docker:index/container:Container"
@@ -130,12 +136,13 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
     """The report as plain data (what `--format json` prints)."""
     fragments = secret_fragments(evaluation.secret_values)
     services = _services(evaluation.of_type(CONTAINER), fragments)
+    swarm = settings.platform == "swarm"
     volumes = evaluation.of_type(VOLUME)
     mounted_by = {v: name for name, cs in services.items() for c in cs for v in (x.get("volumeName") for x in c.inputs.get("volumes", [])) if v}
     violations = sorted(check(evaluation.resources), key=lambda v: (v.policy, v.message))
     policies = load_policies().POLICIES
     external = sorted(Settings.model_fields[name].alias for name in SECRET_FIELDS if getattr(settings, name) is not None)
-    return {
+    report: dict[str, Any] = {
         "stack": evaluation.stack,
         "environment": settings.environment,
         "docker_host": settings.docker_host or "local engine (DOCKER_HOST or /var/run/docker.sock)",
@@ -153,7 +160,7 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
         },
         "services": {name: _service(cs, fragments) for name, cs in services.items()},
         # Registration order is asynchronous: sort, so a report only changes when the stack does.
-        "networks": sorted(({"name": n.inputs["name"], "internal": bool(n.inputs.get("internal"))} for n in evaluation.of_type(NETWORK)),
+        "networks": sorted(({"name": swarm_report.docker_name(n), "internal": bool(n.inputs.get("internal"))} for n in evaluation.of_type(NETWORK)),
                            key=lambda n: n["name"]),
         "volumes": sorted(({"name": v.inputs["name"], "protected": v.protect, "mounted_by": mounted_by.get(v.inputs["name"])} for v in volumes),
                           key=lambda v: v["name"]),
@@ -163,18 +170,51 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
             + [{"name": f"carecircle:{key}", "source": "stack config (secret)"} for key in external],
             key=lambda s: s["name"]),
         "policy": {"rules": [p.name for p in policies], "violations": [{"policy": v.policy, "message": v.message} for v in violations]},
-        "monitoring": _monitoring(settings),
+        "monitoring": _monitoring(settings, _api_services(evaluation, settings) if swarm else None),
     }
+    if swarm:
+        _add_swarm(report, evaluation, settings, services, fragments)
+    return report
 
 
-def _monitoring(settings: Settings) -> dict[str, Any]:
+def _api_services(evaluation: Evaluation, settings: Settings) -> dict[str, str]:
+    """color -> the generated name of that pool's Swarm service (what Prometheus resolves)."""
+    names = {r.name: r.autoname or r.inputs.get("name") for r in evaluation.of_type(swarm_report.SERVICE)}
+    return {color: names[settings.docker_name("api", color)] for color in COLORS if settings.docker_name("api", color) in names}
+
+
+def _add_swarm(report: dict[str, Any], evaluation: Evaluation, settings: Settings,
+               services: dict[str, list[DeclaredResource]], fragments: set[str]) -> None:
+    """What a swarm stack adds: its services, where each container runs, its secrets as Swarm sees them."""
+    report["platform"] = "swarm"
+    report["edge_nodes"] = list(settings.swarm_edge_hosts)
+    report["monitoring_node"] = settings.swarm_monitoring_host if settings.monitoring_enabled else None
+    for name, containers in services.items():
+        report["services"][name]["placed"] = [{"name": c.inputs["name"], "node": swarm_report.node_of(evaluation, c, settings)}
+                                              for c in containers]
+    by_name = {swarm_report.docker_name(n): n for n in evaluation.of_type(NETWORK)}
+    for network in report["networks"]:
+        inputs = by_name[network["name"]].inputs
+        network.update({"driver": inputs.get("driver") or "bridge", "attachable": bool(inputs.get("attachable")),
+                        "encrypted": "encrypted" in (inputs.get("options") or {})})
+    volumes = {v.inputs["name"]: v for v in evaluation.of_type(VOLUME)}
+    for volume in report["volumes"]:
+        volume["node"] = swarm_report.node_of(evaluation, volumes[volume["name"]], settings)
+    report["swarm_services"] = swarm_report.services(evaluation, settings, fragments)
+    report["swarm_secrets"], report["secrets_outside_swarm"] = swarm_report.secrets(evaluation, settings, report["swarm_services"])
+
+
+def _monitoring(settings: Settings, api_services: Optional[dict[str, str]] = None) -> dict[str, Any]:
     if not settings.monitoring_enabled:
         return {"enabled": False}
     return {
         "enabled": True,
         "retention": settings.prometheus_retention,
         "scrape_interval": settings.scrape_interval,
-        "targets": [{"job": job.name, "targets": [t for group in job.groups for t in group.targets]} for job in scrape_jobs(settings)],
+        # A swarm pool is scraped through DNS: every task `tasks.<service>` resolves to.
+        "targets": [{"job": job.name, "targets": [*(t for group in job.groups for t in group.targets),
+                                                  *(f"{group.dns_name}:{group.dns_port} (every task, by DNS)" for group in job.groups if group.dns_name)]}
+                    for job in scrape_jobs(settings, api_services)],
         "alerts": shipped_alerts(settings),
         "tracing": {"otlp_endpoint": settings.otel_exporter_endpoint, "sample_rate": settings.trace_sample_rate,
                     "sentry": settings.sentry_dsn is not None},
@@ -203,7 +243,9 @@ def _code(value: Any, in_table: bool = True) -> str:
 
 
 def mermaid(report: dict[str, Any]) -> str:
-    """Services, networks and what is exposed."""
+    """Services, networks and what is exposed (on a swarm stack: per node, swarm_report.mermaid)."""
+    if report.get("platform") == "swarm":
+        return swarm_report.mermaid(report)
     node = lambda name: name.replace("-", "_")  # noqa: E731
     lines = ["flowchart LR"]
     internet_ports = [(name, p) for name, s in report["services"].items() for p in s["ports"] if p["bind"] != "127.0.0.1"]
@@ -228,16 +270,26 @@ def mermaid(report: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     g = report["gateway"]
+    swarm = report.get("platform") == "swarm"
+    if swarm:
+        hosts = [f"- Platform: **Docker Swarm**; manager (`docker:host`): {_code(report['docker_host'])}",
+                 "- Edge nodes (a gateway container on each): " + ", ".join(_code(h) for h in report["edge_nodes"])]
+        if report["monitoring_node"]:
+            hosts.append(f"- Monitoring node (Prometheus and its volume): {_code(report['monitoring_node'])}")
+        preview = f"; idle pool preview on 127.0.0.1:{g['preview_port']} of each edge node" if g["preview_port"] else ""
+    else:
+        hosts = [f"- Docker host: {_code(report['docker_host'])}"]
+        preview = f"; idle pool preview on 127.0.0.1:{g['preview_port']}" if g["preview_port"] else ""
     out = [
         f"# Environment `{report['stack']}` ({report['environment']})",
         "",
         "Generated by `python infra/cli.py report --stack " + report["stack"] + " --format markdown` from the stack's config",
         "under the offline mocks; secret values are never shown. Do not edit: `python infra/cli.py docs` regenerates it.",
         "",
-        f"- Docker host: {_code(report['docker_host'])}",
+        *hosts,
         f"- Gateway: {g['url']} (server name {_code(g['server_name'])}), TLS: **{g['tls']}**"
         + (f", certificate from {g['certificate']}" if g["certificate"] else ""),
-        f"- Active api pool: **{g['active_pool']}**" + (f"; idle pool preview on 127.0.0.1:{g['preview_port']}" if g["preview_port"] else ""),
+        f"- Active api pool: **{g['active_pool']}**" + preview,
         f"- Rate limit: {g['rate_limit']}; CORS origins: " + (", ".join(_code(o) for o in g["cors_origins"]) or "none"),
         "",
         "## Diagram",
@@ -246,34 +298,55 @@ def markdown(report: dict[str, Any]) -> str:
         mermaid(report),
         "```",
         "",
-        "## Services",
-        "",
-        "| service | replicas | image | networks | published ports | volumes | restart | limits | log rotation |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    if swarm:
+        out += swarm_report.service_sections(report)
+        out += ["## Containers (outside Swarm, each created through its node's engine)", "",
+                "| container | runs on | image | networks | published ports | volumes | restart | limits | log rotation |",
+                "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        out += ["## Services", "",
+                "| service | replicas | image | networks | published ports | volumes | restart | limits | log rotation |",
+                "|---|---|---|---|---|---|---|---|---|"]
     for name, s in report["services"].items():
         ports = ", ".join(f"{p['bind']}:{p['host']}→{p['container']}" for p in s["ports"]) or "none"
         limits = f"{s['limits']['memory_mb']} MB, {s['limits']['cpus']} CPU" if s["limits"]["memory_mb"] else "none"
         rotation = f"{s['log_rotation'].get('driver')} {s['log_rotation'].get('max-size')} × {s['log_rotation'].get('max-file')}"
         networks = ", ".join(n["name"] + (" (fixed addresses)" if "fixed_addresses" in n else "") for n in s["networks"])
-        out.append(f"| {name} | {s['replicas']} | {_code(s['image'])} | {networks} | {ports} | {', '.join(s['volumes']) or 'none'} "
-                   f"| {s['restart']} | {limits} | {rotation} |")
+        rest = (f"| {_code(s['image'])} | {networks} | {ports} | {', '.join(s['volumes']) or 'none'} "
+                f"| {s['restart']} | {limits} | {rotation} |")
+        if swarm:
+            out += [f"| {c['name']} | {_code(c['node'])} {rest}" for c in s["placed"]]
+        else:
+            out.append(f"| {name} | {s['replicas']} {rest}")
     out += ["", "### Environment variables and healthchecks", ""]
     for name, s in report["services"].items():
         env = ", ".join(_code(e["name"]) + (" (secret)" if e["secret"] else "") for e in s["environment"]) or "none"
         test = " ".join(s["healthcheck"]["test"])
         out.append(f"- **{name}**: {env}")
         out.append(f"  - healthcheck every {s['healthcheck']['interval']}, {s['healthcheck']['retries']} retries: {_code(test, in_table=False)}")
-    out += ["", "## Networks", "", "| network | internal |", "|---|---|"]
-    out += [f"| {n['name']} | {'yes' if n['internal'] else 'no'} |" for n in report["networks"]]
+    if swarm:
+        out += ["", "## Networks", "", "| network | driver | internal | encrypted | attachable |", "|---|---|---|---|---|"]
+        yes = lambda value: "yes" if value else "no"  # noqa: E731
+        out += [f"| {n['name']} | {n['driver']} | {yes(n['internal'])} | {yes(n['encrypted'])} | {yes(n['attachable'])} |"
+                for n in report["networks"]]
+    else:
+        out += ["", "## Networks", "", "| network | internal |", "|---|---|"]
+        out += [f"| {n['name']} | {'yes' if n['internal'] else 'no'} |" for n in report["networks"]]
     out += ["", "## Volumes", ""]
-    if report["volumes"]:
+    if report["volumes"] and swarm:
+        out += ["| volume | node | protected | mounted by |", "|---|---|---|---|"]
+        out += [f"| {v['name']} | {_code(v['node'])} | {'yes' if v['protected'] else 'no'} | {v['mounted_by']} |" for v in report["volumes"]]
+    elif report["volumes"]:
         out += ["| volume | protected | mounted by |", "|---|---|---|"]
         out += [f"| {v['name']} | {'yes' if v['protected'] else 'no'} | {v['mounted_by']} |" for v in report["volumes"]]
     else:
         out.append("None: the data services are managed outside this stack.")
-    out += ["", "## Secrets", "", "| secret | source |", "|---|---|"]
-    out += [f"| {s['name']} | {s['source']} |" for s in report["secrets"]]
+    if swarm:
+        out += ["", *swarm_report.secret_sections(report)[:-1]]
+    else:
+        out += ["", "## Secrets", "", "| secret | source |", "|---|---|"]
+        out += [f"| {s['name']} | {s['source']} |" for s in report["secrets"]]
     out += ["", "## Gateway routes", "", "| path prefix | service | strip prefix |", "|---|---|---|"]
     out += [f"| {_code(r['path'])} | {r['service']} | {'yes' if r['strip_prefix'] else 'no'} |" for r in g["routes"]]
     out += ["", "## Monitoring", ""]

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from .common import ContainerRuntime, healthcheck
+from .common import ContainerRuntime
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class AppService(pulumi.ComponentResource):
                 command=args.command,
                 envs=args.envs,
                 networks_advanced=networks,
-                healthcheck=healthcheck(args.health_test),
+                healthcheck=args.runtime.healthcheck(args.health_test),
                 memory=args.memory_mb,
                 cpus=args.cpus,
                 stop_signal="SIGTERM",

@@ -10,7 +10,6 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-HEALTHCHECK_INTERVAL = "10s"
 HEALTHCHECK_TIMEOUT = "5s"
 HEALTHCHECK_RETRIES = 5
 
@@ -24,6 +23,16 @@ class ContainerRuntime:
     restart: str
     log_max_size: str
     log_max_files: int
+    healthcheck_interval: str
+
+    def healthcheck(self, test: list[str], start_period: str = "30s") -> docker.ContainerHealthcheckArgs:
+        return docker.ContainerHealthcheckArgs(
+            tests=test,
+            interval=self.healthcheck_interval,
+            timeout=HEALTHCHECK_TIMEOUT,
+            retries=HEALTHCHECK_RETRIES,
+            start_period=start_period,
+        )
 
     def container_kwargs(self, role: str, extra_labels: Optional[dict[str, str]] = None) -> dict[str, Any]:
         labels = {
@@ -67,7 +76,8 @@ def apply_in_container(
     )
 
 
-def data_volume(name: str, volume_name: str, runtime: ContainerRuntime, protect: bool, parent: pulumi.Resource) -> docker.Volume:
+def data_volume(name: str, volume_name: str, runtime: ContainerRuntime, protect: bool, parent: pulumi.Resource,
+                provider: Optional[pulumi.ProviderResource] = None) -> docker.Volume:
     """A named volume holding data. In staging/prod it is protected and retained, so `pulumi destroy`
     or an accidental replacement cannot delete it; its labels tell the policy pack where it runs."""
     return docker.Volume(
@@ -77,15 +87,5 @@ def data_volume(name: str, volume_name: str, runtime: ContainerRuntime, protect:
             docker.VolumeLabelArgs(label="com.carecircle.stack", value=runtime.stack),
             docker.VolumeLabelArgs(label="com.carecircle.environment", value=runtime.environment),
         ],
-        opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect),
-    )
-
-
-def healthcheck(test: list[str], start_period: str = "30s") -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(
-        tests=test,
-        interval=HEALTHCHECK_INTERVAL,
-        timeout=HEALTHCHECK_TIMEOUT,
-        retries=HEALTHCHECK_RETRIES,
-        start_period=start_period,
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect, provider=provider),
     )

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from .common import ContainerRuntime, data_volume, healthcheck
+from .common import ContainerRuntime, data_volume
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class DataService(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.backend_network)],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=kind.data_path)],
             ports=ports,
-            healthcheck=healthcheck(kind.health_test),
+            healthcheck=args.runtime.healthcheck(kind.health_test),
             wait=True,
             wait_timeout=120,
             **args.runtime.container_kwargs(name),

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from ..rendering import APPLY_SCRIPT, HOST_MOUNTED_TLS, GatewayPorts, NginxPaths, render_bootstrap_conf
-from .common import ContainerRuntime, apply_in_container, healthcheck
+from .common import ContainerRuntime, apply_in_container
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,10 @@ class Gateway(pulumi.ComponentResource):
             ports=ports,
             uploads=[docker.ContainerUploadArgs(file=args.paths.active_conf, content=render_bootstrap_conf(args.listen, args.paths))],
             volumes=volumes,
-            healthcheck=healthcheck(
-                ["CMD-SHELL", f"wget -q -O /dev/null http://127.0.0.1:{args.listen.http}/_gateway/health || exit 1"],
+            # The status listener (bootstrap and stack configuration alike): never a public listener,
+            # which may take only PROXY-protocol connections.
+            healthcheck=args.runtime.healthcheck(
+                ["CMD-SHELL", f"wget -q -O /dev/null http://127.0.0.1:{args.listen.status}/_gateway/health || exit 1"],
                 start_period="10s",
             ),
             wait=True,

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_docker as docker
 
 from ..monitoring import APPLY_SCRIPT, BOOTSTRAP_CONFIG, CONFIG_PATH, POSTGRES_EXPORTER_PORT, PROMETHEUS_PORT
-from .common import ContainerRuntime, apply_in_container, data_volume, healthcheck
+from .common import ContainerRuntime, apply_in_container, data_volume
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class ExporterSpec:
     health_test: list[str]
     command: Optional[list[str]] = None
     envs: Optional[pulumi.Input[Sequence[pulumi.Input[str]]]] = None
+    # Swarm: the engine of the edge node whose gateway it reads (default: the component's own).
+    provider: Optional[pulumi.ProviderResource] = None
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,15 @@ class MonitoringArgs:
     volume_name: str
     retention: str
     # prometheus.yml + alerts.yml, applied to the running container (see prometheus-apply.sh).
-    bundle: str
+    bundle: pulumi.Input[str]
     docker_host: Optional[str]
     backend_network: pulumi.Input[str]
     exporters: Sequence[ExporterSpec]
     runtime: ContainerRuntime
     protect_volume: bool
     host_port: Optional[int] = None  # dev only, on 127.0.0.1
+    # Swarm: the engine of the monitoring node, where Prometheus and its volume live.
+    provider: Optional[pulumi.ProviderResource] = None
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -51,7 +55,6 @@ class Monitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MonitoringArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:monitoring:Monitoring", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.exporters = [
             docker.Container(
                 f"{name}-{spec.key}",
@@ -60,13 +63,13 @@ class Monitoring(pulumi.ComponentResource):
                 command=spec.command,
                 envs=spec.envs,
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network) for network in spec.networks],
-                healthcheck=healthcheck(spec.health_test, start_period="10s"),
+                healthcheck=args.runtime.healthcheck(spec.health_test, start_period="10s"),
                 **args.runtime.container_kwargs(spec.key),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, provider=spec.provider or args.provider),
             )
             for spec in args.exporters
         ]
-        self.volume = data_volume(f"{name}-prometheus-data", args.volume_name, args.runtime, args.protect_volume, self)
+        self.volume = data_volume(f"{name}-prometheus-data", args.volume_name, args.runtime, args.protect_volume, self, args.provider)
         self.prometheus = docker.Container(
             f"{name}-prometheus",
             name=args.prometheus_name,
@@ -82,9 +85,9 @@ class Monitoring(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/prometheus")],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.backend_network)],
             ports=[docker.ContainerPortArgs(internal=PROMETHEUS_PORT, external=args.host_port, ip="127.0.0.1")] if args.host_port else None,
-            healthcheck=healthcheck(["CMD-SHELL", f"wget -q -O /dev/null http://127.0.0.1:{PROMETHEUS_PORT}/-/healthy || exit 1"]),
+            healthcheck=args.runtime.healthcheck(["CMD-SHELL", f"wget -q -O /dev/null http://127.0.0.1:{PROMETHEUS_PORT}/-/healthy || exit 1"]),
             **args.runtime.container_kwargs("prometheus"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.exporters),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.exporters, provider=args.provider),
         )
         self.config = apply_in_container(
             f"{name}-config", self.prometheus, args.prometheus_name, APPLY_SCRIPT, args.bundle, args.docker_host,

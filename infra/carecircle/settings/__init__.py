@@ -7,6 +7,7 @@
     data.py        postgres, redis, rabbitmq
     gateway.py     the nginx gateway
     monitoring.py  Prometheus, alerts, tracing
+    swarm.py       Docker Swarm: edge and monitoring nodes, spread, rolling updates
     model.py       the composed Settings and the rules across sections
     loading.py     reading the CLI's config, binding the environment, reporting every problem
     errors.py      the error message and its fix commands

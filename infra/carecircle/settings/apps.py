@@ -96,6 +96,8 @@ class AppSettings(Section):
 
     @cross_rule
     def _pools_fit_the_edge_subnet(self, environment: Environment) -> Iterator[Violation]:
+        if self.platform != "engine":  # type: ignore[attr-defined]
+            return
         capacity = pool_capacity(self.edge_subnet)  # type: ignore[attr-defined]
         for color in COLORS:
             if self.api_replicas(color) > capacity:

@@ -10,11 +10,12 @@ from .data import DataSettings
 from .gateway import GatewaySettings
 from .monitoring import MonitoringSettings
 from .runtime import RuntimeSettings
+from .swarm import SwarmSettings
 
-SECTIONS: tuple[type[Section], ...] = (RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings)
+SECTIONS: tuple[type[Section], ...] = (RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings, SwarmSettings)
 
 
-class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings):
+class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings, SwarmSettings):
     """Everything one stack declares, validated before any resource exists (see settings/loading.py)."""
 
     def host_ports(self) -> list[tuple[str, str, int]]:
@@ -38,11 +39,33 @@ class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, Moni
         for field, address, port in self.host_ports():
             clash = next((other for other in seen if other[2] == port and "0.0.0.0" in (address, other[1]) or other[1:] == (address, port)), None)
             if clash:
-                free = next(candidate for candidate in range(port + 1, 65536) if candidate not in taken)
-                taken.add(free)
+                free = next((candidate for candidate in (*range(port + 1, 65536), *range(1024, port)) if candidate not in taken), "")
+                if free:
+                    taken.add(free)
                 yield Violation(field, f"port {port} on {address} is already published by "
                                        f"carecircle:{type(self).model_fields[clash[0]].alias}", free)
             seen.append((field, address, port))
+
+    def images_in_use(self) -> list[str]:
+        """The image fields whose images this stack runs."""
+        fields = ["gateway_image", "workers_image", *(f"api_{color}_image" for color in ("blue", "green") if self.pool_runs(color))]
+        fields += [f"{service}_image" for service in ("postgres", "redis", "rabbitmq") if getattr(self, f"{service}_mode") == "container"]
+        if self.monitoring_enabled:
+            fields += ["prometheus_image", "nginx_exporter_image"]
+            fields += [f"{service}_exporter_image" for service in ("postgres", "redis") if getattr(self, f"{service}_mode") == "container"]
+        return fields
+
+    @cross_rule
+    def _prod_images_by_digest(self, environment: Environment) -> Iterator[Violation]:
+        # A tag can be moved; the provider resolves a Swarm service's tag to a digest on create only.
+        if environment.name != "prod":
+            return
+        for field in self.images_in_use():
+            reference = getattr(self, field)
+            if reference is not None and "@sha256:" not in reference:
+                yield Violation(field, "prod runs images pinned by digest (a tag can be moved; Swarm resolves a tag only "
+                                       "when a service is created)", f"{reference}@sha256:<digest>")
+
 
 def all_cross_rules():
     return [rule for section in (*SECTIONS, Settings) for rule in section.cross_rules()]

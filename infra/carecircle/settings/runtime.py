@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field
 
 from .base import Environment, Section, Violation, cross_rule, key
 from .errors import DOCKER_HOST_KEY
-from .types import STRICT_ENVIRONMENTS, DockerHost, DockerName, LogSize, config_int, pattern, rule
+from .types import STRICT_ENVIRONMENTS, DockerHost, DockerName, LogSize, config_int, pattern, rule, text_type
 
 EnvironmentName = Literal["dev", "staging", "prod"]
 # Docker's default bridge (docker0); an edge network on it would clash with the host's own routes.
@@ -37,6 +37,7 @@ def _edge_subnet(value: Any) -> str:
 
 EdgeSubnet = Annotated[str, BeforeValidator(_edge_subnet)]
 LogFiles = config_int(1, 100)
+HealthcheckInterval = text_type(r"(?:[1-9]|[1-9][0-9]|[12][0-9][0-9]|300)s", "must be whole seconds from 1s to 300s, such as 10s")
 
 
 def pool_capacity(edge_subnet: str) -> int:
@@ -47,6 +48,8 @@ def pool_capacity(edge_subnet: str) -> int:
 class RuntimeSettings(Section):
     environment: Optional[EnvironmentName] = key(
         "Which rules apply: dev, staging or prod. Bound to the stack name (see README); may only repeat it.", "prod", default=None)
+    platform: Literal["engine", "swarm"] = key(
+        "engine: containers on one Docker engine (dev); swarm: services on a Docker Swarm whose manager is docker:host.", "swarm")
     name_prefix: DockerName = key("Prefix of every Docker name: <prefix>-<stack>-<role>.", "carecircle")
     docker_host: Optional[DockerHost] = key(
         "Docker engine to deploy to: ssh://user@host (staging/prod), or in dev unix:///path (default: the local engine).",
@@ -55,8 +58,11 @@ class RuntimeSettings(Section):
     restart_policy: Literal["no", "on-failure", "always", "unless-stopped"] = key("Docker restart policy of every container.", "unless-stopped")
     log_max_size: LogSize = key("json-file log rotation: size of one file (k, m or g).", "10m")
     log_max_files: LogFiles = key("json-file log rotation: files kept per container.", 3)
+    healthcheck_interval: HealthcheckInterval = key(
+        "How often Docker runs every healthcheck; a replica is taken out after 5 failures in a row, and a new one counts as "
+        "started (rolling updates, switches) at its first success.", "10s")
     edge_subnet: EdgeSubnet = key(
-        "IPv4 subnet of the edge network; api containers get fixed addresses in its lower half.", "172.30.0.0/24")
+        "engine only: IPv4 subnet of the edge network; api containers get fixed addresses in its lower half.", "172.30.0.0/24")
     stack: DockerName = Field(default="", exclude=True, description="The Pulumi stack name: set by the loader, never by config.")
 
     @cross_rule
@@ -69,6 +75,8 @@ class RuntimeSettings(Section):
     def _remote_docker_host(self, environment: Environment) -> Iterator[Violation]:
         if environment.strict and self.docker_host is None:
             yield Violation("docker_host", f"{environment.strict} deploys to a remote Docker host: set ssh://user@host")
+        elif self.platform == "swarm" and self.docker_host is None:
+            yield Violation("docker_host", "a swarm stack deploys through a swarm manager: set its Docker host")
 
     # ---- derived values ----
 
@@ -78,7 +86,8 @@ class RuntimeSettings(Section):
         return self.environment in STRICT_ENVIRONMENTS
 
     def docker_name(self, *parts: str) -> str:
-        return "-".join([self.name_prefix, self.stack, *parts])
+        # Formatted, not joined: an invalid prefix (while cross rules run) then skips the rule reading it.
+        return "-".join([f"{self.name_prefix}", self.stack, *parts])
 
     @property
     def edge_dynamic_range(self) -> str:

@@ -1,0 +1,214 @@
+"""Declares a swarm stack (carecircle:platform swarm): api pools and workers as Swarm services,
+secrets as Swarm secrets, overlay networks, a gateway container on each edge node and Prometheus on
+the monitoring node (docs/scaling.md says why each is what it is)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from .components.app_service import api_health_test, workers_health_test
+from .components.common import ContainerRuntime
+from .components.gateway import Gateway, GatewayArgs, TlsHostPaths
+from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, nginx_exporter_health
+from .components.overlay_network import OverlayNetworks, OverlayNetworksArgs
+from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
+from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
+from .components.swarm_service import Resources, Rollout, SecretFile, SwarmService, SwarmServiceArgs
+from .monitoring import nginx_exporter_names, prometheus_bundle, stub_status_url
+from .program import container_runtime, gateway_bundle_output, gateway_url, secret_output, tracing_env
+from .rendering import Upstream
+from .settings import COLORS, Settings
+
+# Seconds an api replica keeps serving after SIGTERM, so that every gateway re-resolved DNS (which
+# Swarm updated before the signal) and stopped sending to it: the resolver's validity plus a margin.
+SHUTDOWN_DELAY_MARGIN_SECONDS = 3
+
+
+def _seconds(duration: str) -> int:
+    number, unit = int(duration.rstrip("mshd")), duration.lstrip("0123456789")
+    return max(1, number * {"ms": 0, "s": 1, "m": 60, "h": 3600}[unit] or 1)
+
+
+def declare_secrets(settings: Settings) -> SwarmSecrets:
+    """Every secret the apps read, as a Swarm secret (file name -> value)."""
+    jwt_secret = secret_output(settings.jwt_secret) or random.RandomPassword("jwt-secret", length=64, special=False).result
+    values: dict[str, pulumi.Input[str]] = {
+        "database_url": secret_output(settings.database_url),  # type: ignore[dict-item]
+        "redis_url": secret_output(settings.redis_url),  # type: ignore[dict-item]
+        "rabbitmq_url": secret_output(settings.rabbitmq_url),  # type: ignore[dict-item]
+        "jwt_secret": jwt_secret,
+    }
+    if settings.sentry_dsn is not None:
+        values["sentry_dsn"] = secret_output(settings.sentry_dsn)  # type: ignore[assignment]
+    return SwarmSecrets("secrets", SwarmSecretsArgs(values=values, name_prefix=settings.docker_name(), labels=stack_labels(settings)))
+
+
+def stack_labels(settings: Settings) -> dict[str, str]:
+    return {"com.carecircle.stack": settings.stack, "com.carecircle.environment": settings.environment}
+
+
+def _secret_files(secrets: SwarmSecrets, names: list[str]) -> list[SecretFile]:
+    return [SecretFile(env=name.upper(), file_name=name, secret=secrets.secrets[name]) for name in names if name in secrets.secrets]
+
+
+def _rollout(settings: Settings) -> Rollout:
+    return Rollout(parallelism=settings.swarm_update_parallelism, delay=settings.swarm_update_delay,
+                   monitor=settings.swarm_update_monitor, converge_timeout_seconds=_seconds(settings.swarm_converge_timeout))
+
+
+def _log_options(settings: Settings) -> dict[str, str]:
+    return {"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)}
+
+
+def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSecrets) -> tuple[dict[str, SwarmService], Optional[SwarmService]]:
+    """The api pools that run replicas, and the workers (when any)."""
+    platform = tuple(settings.swarm_node_platform.split("/", 1))
+    shared = {"NODE_ENV": settings.node_env}
+    pools = {}
+    for color in COLORS:
+        if not settings.api_replicas(color):
+            continue
+        pools[color] = SwarmService(settings.docker_name("api", color), SwarmServiceArgs(
+            image=settings.api_image(color),  # type: ignore[arg-type]
+            command=None,
+            env={**shared, "PORT": str(settings.api_port), "JWT_EXPIRES_IN": settings.jwt_expires_in,
+                 "SHUTDOWN_DELAY_SECONDS": str(_seconds(settings.gateway_resolver_valid) + SHUTDOWN_DELAY_MARGIN_SECONDS),
+                 **_plain(tracing_env(settings, "carecircle-api", pool=color))},
+            secret_files=_secret_files(secrets, ["database_url", "redis_url", "rabbitmq_url", "jwt_secret", "sentry_dsn"]),
+            networks=[networks.edge.id, networks.backend.id],
+            replicas=settings.api_replicas(color),
+            health_test=api_health_test(settings.api_port, settings.api_health_path),
+            health_interval=settings.healthcheck_interval,
+            resources=Resources(memory_mb=settings.api_memory_mb, cpus=settings.api_cpus,
+                                memory_reserved_mb=settings.api_memory_reserved_mb or settings.api_memory_mb,
+                                cpus_reserved=settings.api_cpus_reserved or settings.api_cpus),
+            max_replicas_per_node=settings.api_max_replicas_per_node,
+            node_platform=platform,  # type: ignore[arg-type]
+            stop_grace_seconds=settings.api_shutdown_grace_seconds,
+            rollout=_rollout(settings),
+            log_options=_log_options(settings),
+            labels={**stack_labels(settings), "com.carecircle.role": "api", "com.carecircle.color": color},
+            manager_host=settings.docker_host,
+        ))
+    workers = None
+    if settings.workers_replicas:
+        workers = SwarmService(settings.docker_name("workers"), SwarmServiceArgs(
+            image=settings.workers_image,  # type: ignore[arg-type]
+            command=settings.workers_command,
+            env={**shared, "WORKER_HEARTBEAT_FILE": settings.workers_heartbeat_file, **_plain(tracing_env(settings, "carecircle-workers"))},
+            secret_files=_secret_files(secrets, ["database_url", "redis_url", "rabbitmq_url", "sentry_dsn"]),
+            networks=[networks.backend.id, *([networks.egress.id] if networks.egress else [])],
+            replicas=settings.workers_replicas,
+            health_test=workers_health_test(settings.workers_heartbeat_file),
+            health_interval=settings.healthcheck_interval,
+            resources=Resources(memory_mb=settings.workers_memory_mb, cpus=settings.workers_cpus,
+                                memory_reserved_mb=settings.workers_memory_reserved_mb or settings.workers_memory_mb,
+                                cpus_reserved=settings.workers_cpus_reserved or settings.workers_cpus),
+            max_replicas_per_node=settings.workers_max_replicas_per_node,
+            node_platform=platform,  # type: ignore[arg-type]
+            stop_grace_seconds=settings.workers_shutdown_grace_seconds,
+            rollout=_rollout(settings),
+            log_options=_log_options(settings),
+            labels={**stack_labels(settings), "com.carecircle.role": "workers"},
+            manager_host=settings.docker_host,
+        ))
+    return pools, workers
+
+
+def _plain(env: list[pulumi.Input[str]]) -> dict[str, str]:
+    """KEY=value entries that are plain text (secrets travel as Swarm secrets instead)."""
+    return dict(entry.split("=", 1) for entry in env if isinstance(entry, str))
+
+
+def swarm_upstreams(settings: Settings, services: Mapping[str, str]) -> dict[str, Upstream]:
+    """The gateway's upstreams: the tasks of the active pool's service (and the idle one's, for the
+    preview listener), re-resolved as tasks start, stop and move."""
+    def tasks(color: str) -> Upstream:
+        return Upstream((f"tasks.{services[color]}:{settings.api_port}",), resolve=True) if color in services else Upstream(())
+
+    return {"api": tasks(settings.api_active_color), "api_idle": tasks(settings.idle_color)}
+
+
+def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
+                     providers: list[docker.Provider]) -> list[Gateway]:
+    """A gateway container on each edge node, reloaded in place as in engine mode (no Swarm config,
+    which would restart it): its upstreams are the pools' tasks by DNS name."""
+    names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
+    bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)))
+    tls_host_paths = None
+    if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
+        tls_host_paths = TlsHostPaths(certificate=settings.gateway_tls_certificate_path, key=settings.gateway_tls_key_path)
+    return [Gateway(f"gateway-{index}", GatewayArgs(
+        container_name=settings.docker_name("gateway", str(index)),
+        image=settings.gateway_image,
+        edge_network=networks.edge.name,
+        bundle=bundle,
+        bind_address=settings.gateway_bind_address,
+        http_port=settings.gateway_http_port,
+        https_port=settings.gateway_https_port if settings.gateway_tls else None,
+        preview_port=settings.gateway_preview_port,
+        tls_host_paths=tls_host_paths,
+        runtime=runtime,
+        docker_host=host,
+        # Switched only once every pool it names rolled out completely.
+        upstream_containers=[pool.rollout for pool in pools.values()],
+    ), pulumi.ResourceOptions(providers=[provider])) for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1)]
+
+
+def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
+                       gateways: list[Gateway], edge_providers: list[docker.Provider]) -> Monitoring:
+    """Prometheus with its protected volume on the monitoring node; an nginx exporter beside each gateway."""
+    provider = docker.Provider("monitoring-node", host=settings.swarm_monitoring_host)
+    exporters = [ExporterSpec(
+        key=f"nginx-exporter-{index}",
+        container_name=name,
+        image=settings.nginx_exporter_image,
+        networks=[networks.edge.name, networks.backend.name],
+        command=[f"--nginx.scrape-uri={stub_status_url(settings, index)}"],
+        health_test=nginx_exporter_health(),
+        provider=edge_provider,
+    ) for index, (name, edge_provider) in enumerate(zip(nginx_exporter_names(settings), edge_providers, strict=True), 1)]
+    names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
+    return Monitoring("monitoring", MonitoringArgs(
+        prometheus_name=settings.docker_name("prometheus"),
+        prometheus_image=settings.prometheus_image,
+        volume_name=settings.docker_name("prometheus", "data"),
+        retention=settings.prometheus_retention,
+        bundle=names.apply(lambda services: prometheus_bundle(settings, api_services=services)),
+        docker_host=settings.swarm_monitoring_host,
+        backend_network=networks.backend.name,
+        exporters=exporters,
+        runtime=runtime,
+        protect_volume=settings.protect_data,
+        provider=provider,
+    ), pulumi.ResourceOptions(depends_on=[g.container for g in gateways]))
+
+
+def declare_swarm(settings: Settings) -> dict[str, Any]:
+    """Declare a swarm stack; returns the stack outputs."""
+    preflight = SwarmPreflight("swarm", SwarmPreflightArgs(
+        manager_host=settings.docker_host, edge_hosts=settings.swarm_edge_hosts,
+        monitoring_host=settings.swarm_monitoring_host if settings.monitoring_enabled else None))
+    networks = OverlayNetworks("networks", OverlayNetworksArgs(
+        edge_name=settings.docker_name("edge"), backend_name=settings.docker_name("backend"),
+        egress_name=settings.docker_name("egress") if settings.needs_egress else None,
+        encrypted=settings.swarm_encrypt_overlays, labels=stack_labels(settings), depends_on=(preflight.check,)))
+    secrets = declare_secrets(settings)
+    pools, workers = declare_apps(settings, networks, secrets)
+    runtime = container_runtime(settings)
+    edge_providers = [docker.Provider(f"edge-node-{index}", host=host) for index, host in enumerate(settings.swarm_edge_hosts, 1)]
+    gateways = declare_gateways(settings, runtime, networks, pools, edge_providers)
+    monitoring = declare_monitoring(settings, runtime, networks, pools, gateways, edge_providers) if settings.monitoring_enabled else None
+    return {
+        "gatewayUrl": gateway_url(settings),
+        "activeColor": settings.api_active_color,
+        "services": [s.service.name for s in [*pools.values(), *([workers] if workers else [])]],
+        "containers": [c.name for c in [*(g.container for g in gateways), *(monitoring.exporters if monitoring else []),
+                                        *([monitoring.prometheus] if monitoring else [])]],
+        "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],
+        "volumes": [monitoring.volume.name] if monitoring else [],
+    }

@@ -1,0 +1,34 @@
+# Checks what a swarm stack assumes of its cluster before anything is declared on it, and says what
+# is wrong: docker:host is a swarm manager; every edge host and the monitoring host is a node of that
+# swarm with its label; some node takes the apps. Run by pulumi-command with DOCKER_HOST = docker:host:
+#   sh -c "<this script>" preflight MONITORING_HOST|- EDGE_HOST...
+set -eu
+fail() { echo "carecircle preflight: $*" >&2; exit 1; }
+manager="${DOCKER_HOST:-the local engine}"
+control=$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null) || fail "cannot reach the Docker engine at $manager"
+[ "$control" = "true" ] || fail "$manager is not a swarm manager (docker info: Swarm.ControlAvailable=$control); docker:host must be one (docs/scaling.md)"
+cluster=$(docker info --format '{{.Swarm.Cluster.ID}}')
+
+node_of() {  # the swarm node id of the engine at $1, which must be in this cluster
+    id=$(DOCKER_HOST="$1" docker info --format '{{.Swarm.NodeID}}' 2>/dev/null) || fail "cannot reach the Docker engine at $1"
+    [ -n "$id" ] || fail "$1 is not in a swarm: join it (docs/scaling.md)"
+    docker node inspect "$id" >/dev/null 2>&1 || fail "$1 is in another swarm than $manager (cluster $cluster)"
+    echo "$id"
+}
+labelled() {  # node $1 has label $2=true
+    [ "$(docker node inspect --format "{{index .Spec.Labels \"$2\"}}" "$1")" = "true" ]
+}
+
+monitoring="$1"
+shift
+for edge in "$@"; do
+    id=$(node_of "$edge")
+    labelled "$id" carecircle.edge || fail "$edge is not labelled carecircle.edge=true: docker node update --label-add carecircle.edge=true $id"
+done
+if [ "$monitoring" != "-" ]; then
+    id=$(node_of "$monitoring")
+    labelled "$id" carecircle.monitoring || fail "$monitoring is not labelled carecircle.monitoring=true: docker node update --label-add carecircle.monitoring=true $id"
+fi
+apps=$(docker node ls --filter node.label=carecircle.apps=true --format '{{.ID}}' | wc -l)
+[ "$apps" -gt 0 ] || fail "no node is labelled carecircle.apps=true: the api and workers would stay pending (docs/scaling.md)"
+echo "carecircle preflight: $manager manages cluster $cluster; $# edge node(s), $apps app node(s) checked"

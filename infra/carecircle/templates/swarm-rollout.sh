@@ -1,0 +1,34 @@
+# Waits until a Swarm service has rolled out its current spec: every desired replica running (and
+# healthy: Swarm reports a task with a healthcheck as running only once it passed), no update in
+# progress. Fails when Swarm rolled the update back or paused it, or after the timeout.
+# Run by pulumi-command with DOCKER_HOST set to a manager: sh -c "<this script>" rollout SERVICE SECONDS
+# (The provider's own converge wait may return after the first batch of a rolling update; this one
+# waits for the last, so `pulumi up` fails when any batch fails.)
+set -eu
+service="$1"
+timeout="$2"
+waited=0
+while :; do
+    state=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$service")
+    case "$state" in
+        rollback_started|rollback_completed|rollback_paused|paused)
+            message=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.Message}}{{end}}' "$service")
+            echo "carecircle rollout: $service: update $state: $message" >&2
+            docker service ps --no-trunc --filter desired-state=shutdown --format '{{.Name}} {{.CurrentState}} {{.Error}}' "$service" | head -5 >&2
+            exit 1
+            ;;
+    esac
+    desired=$(docker service inspect --format '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}' "$service")
+    running=$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "$service" | grep -c '^Running' || true)
+    if [ "$state" != "updating" ] && [ "$running" = "$desired" ]; then
+        echo "carecircle rollout: $service: $running/$desired replicas running${state:+, update $state}"
+        exit 0
+    fi
+    if [ "$waited" -ge "$timeout" ]; then
+        echo "carecircle rollout: $service: $running/$desired replicas running after ${timeout}s${state:+ (update $state)}" >&2
+        docker service ps --no-trunc --format '{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' "$service" | head -10 >&2
+        exit 1
+    fi
+    sleep 2
+    waited=$((waited + 2))
+done

@@ -1,0 +1,143 @@
+"""Bounded HTTPS load through the gateways of the edge nodes, as clients behind an L4 load balancer
+see it: each request goes to one edge node; a retrying client tries the other edge node once when a
+request fails (connection refused/reset/timeout or a 5xx), as a load balancer's retry or a client's
+own would; a non-retrying client counts every failure. Every response says which pool, version and
+task answered (the api stand-in's headers)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Outcome:
+    at: float  # seconds since the load started
+    ok: bool
+    status: int  # 0: no response
+    edge: str
+    retried: bool
+    version: str = ""
+    pool: str = ""
+    task: str = ""
+    error: str = ""
+
+
+class _Connection(http.client.HTTPSConnection):
+    """HTTPS to a node's address with the gateway's host name as SNI."""
+
+    def __init__(self, address: str, server_name: str, timeout: float):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(server_name, 443, context=context, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, 443), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Load:
+    """`clients` threads per kind (retrying and not), each sending a request every `pause` seconds
+    to the edge nodes in turn, keeping connections alive between requests."""
+
+    edges: dict[str, str]  # edge node name -> address
+    server_name: str
+    path: str = "/api/load"
+    clients: int = 2
+    pause: float = 0.05
+    timeout: float = 5.0
+    outcomes: dict[bool, list[Outcome]] = field(default_factory=lambda: {True: [], False: []})
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _started: float = 0.0
+
+    def __enter__(self) -> "Load":
+        self._started = time.monotonic()
+        for retrying in (True, False):
+            for index in range(self.clients):
+                thread = threading.Thread(target=self._client, args=(retrying, index), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout * 3)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def _request(self, connections: dict[str, Optional[_Connection]], edge: str) -> tuple[int, dict, str]:
+        connection = connections.get(edge)
+        if connection is None:
+            connection = connections[edge] = _Connection(self.edges[edge], self.server_name, self.timeout)
+        try:
+            connection.request("GET", self.path, headers={"Host": self.server_name})
+            response = connection.getresponse()
+            response.read()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+            if headers.get("connection", "").lower() == "close":
+                connection.close()
+                connections[edge] = None
+            return response.status, headers, ""
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            connections[edge] = None
+            return 0, {}, f"{type(error).__name__}: {error}"
+
+    def _client(self, retrying: bool, index: int) -> None:
+        names = sorted(self.edges)
+        connections: dict[str, Optional[_Connection]] = {}
+        turn = index
+        while not self._stop.is_set():
+            edge = names[turn % len(names)]
+            turn += 1
+            status, headers, error = self._request(connections, edge)
+            retried = False
+            if retrying and (status == 0 or status >= 500):
+                retried, edge = True, names[turn % len(names)]
+                status, headers, error = self._request(connections, edge)
+            outcome = Outcome(at=self.elapsed(), ok=200 <= status < 300, status=status, edge=edge, retried=retried,
+                              version=headers.get("x-standin-version", ""), pool=headers.get("x-standin-pool", ""),
+                              task=headers.get("x-standin-task", ""), error=error)
+            with self._lock:
+                self.outcomes[retrying].append(outcome)
+            self._stop.wait(self.pause)
+        for connection in connections.values():
+            if connection is not None:
+                connection.close()
+
+    # ---- figures ----
+
+    def requests(self, retrying: bool) -> list[Outcome]:
+        with self._lock:
+            return list(self.outcomes[retrying])
+
+    def failed(self, retrying: bool, after: float = 0.0) -> list[Outcome]:
+        return [o for o in self.requests(retrying) if not o.ok and o.at >= after]
+
+    def summary(self) -> dict[str, object]:
+        figures: dict[str, object] = {"seconds": round(self.elapsed(), 1)}
+        for retrying, kind in ((True, "retrying"), (False, "plain")):
+            done = self.requests(retrying)
+            figures[f"{kind}_requests"] = len(done)
+            figures[f"{kind}_failed"] = sum(not o.ok for o in done)
+            figures[f"{kind}_statuses"] = dict(Counter(o.status for o in done if not o.ok))
+        return figures
+
+    def versions(self, after: float = 0.0) -> Counter:
+        return Counter((o.pool, o.version) for kind in (True, False) for o in self.requests(kind) if o.ok and o.at >= after)

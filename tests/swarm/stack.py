@@ -1,0 +1,152 @@
+"""The swarm stack on a real cluster: evaluate the staging stack offline (the program as `pulumi up`
+would run it, stand-in images and test-sized knobs as config), then apply what it declares to the
+cluster's engines with tests/engine_apply.py.
+
+The stack's Docker hosts are ssh:// addresses (staging and prod accept nothing else); here they are
+names for the test nodes, and every declared value that names one (provider hosts, DOCKER_HOST of the
+apply, rollout and preflight commands) is pointed at that node's socket before applying, as ssh and
+DNS would deliver it. Nothing else of the declaration is changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from carecircle.offline import Evaluation, evaluate_stack
+from engine_apply import EngineApplier
+
+from .cluster import SwarmCluster
+
+STACK = "staging"
+SERVER_NAME = "api.staging.carecircle.example"
+MANAGER_HOST = "ssh://deploy@manager.swarm.test"
+EDGE_HOSTS = ("ssh://deploy@edge-1.swarm.test", "ssh://deploy@edge-2.swarm.test")
+MONITORING_HOST = "ssh://deploy@monitoring.swarm.test"
+QUEUE_PORT = 6380
+QUEUE_HOST = "carecircle-test-queue"
+API_IMAGE = "carecircle-standin/api:{version}"
+DATABASE_URL = "postgresql://carecircle:first-password@db.carecircle.test:5432/carecircle"
+
+
+def tls_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the gateway's server name, kept on the nodes' shared filesystem."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate, key = directory / "fullchain.pem", directory / "privkey.pem"
+    if not certificate.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={SERVER_NAME}",
+                        "-addext", f"subjectAltName=DNS:{SERVER_NAME}", "-keyout", str(key), "-out", str(certificate)],
+                       check=True, capture_output=True, timeout=60)
+    key.chmod(0o644)  # read by the gateway's nginx (a stand-in image)
+    return certificate, key
+
+
+def base_config(tls_dir: Path, client_cidr: str) -> dict[str, Any]:
+    """The staging stack shaped like prod (3 api replicas, 2 edge nodes, at most 2 per node), with the
+    stand-in images and knobs that keep rollouts short."""
+    certificate, key = tls_files(tls_dir)
+    return {
+        "docker:host": MANAGER_HOST,
+        "carecircle:swarmEdgeHosts": list(EDGE_HOSTS),
+        "carecircle:swarmMonitoringHost": None,
+        "carecircle:monitoringEnabled": False,
+        # These kernels have no ESP: an encrypted overlay passes no traffic between nodes here.
+        "carecircle:swarmEncryptOverlays": False,
+        "carecircle:apiBlueImage": API_IMAGE.format(version=1),
+        "carecircle:apiBlueReplicas": 3,
+        "carecircle:workersImage": "carecircle-standin/workers:1",
+        "carecircle:workersCommand": ["node", "worker.js"],
+        "carecircle:workersReplicas": 2,
+        "carecircle:apiMaxReplicasPerNode": 2,
+        "carecircle:workersMaxReplicasPerNode": 2,
+        "carecircle:apiMemoryMb": 256,
+        "carecircle:apiCpusReserved": "0.1",
+        "carecircle:apiMemoryReservedMb": 64,
+        "carecircle:workersCpusReserved": "0.1",
+        "carecircle:workersMemoryReservedMb": 64,
+        "carecircle:workersShutdownGraceSeconds": 30,
+        "carecircle:healthcheckInterval": "2s",
+        "carecircle:swarmUpdateDelay": "1s",
+        "carecircle:swarmUpdateMonitor": "5s",
+        "carecircle:swarmConvergeTimeout": "3m",
+        "carecircle:gatewayTlsCertificatePath": str(certificate),
+        "carecircle:gatewayTlsKeyPath": str(key),
+        "carecircle:gatewayRateLimitAllowlist": [client_cidr],
+    }
+
+
+def secrets(database_url: str = DATABASE_URL) -> dict[str, str]:
+    # The workers take jobs from the queue stand-in named by REDIS_URL.
+    return {"carecircle:databaseUrl": database_url,
+            "carecircle:redisUrl": f"redis://default:queue-password@{QUEUE_HOST}:{QUEUE_PORT}",
+            "carecircle:rabbitmqUrl": "amqp://carecircle:broker-password@mq.carecircle.test:5672"}
+
+
+def _replace_hosts(value: Any, hosts: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for address, node in hosts.items():
+            value = value.replace(address, node)
+        return value
+    if isinstance(value, dict):
+        return {k: _replace_hosts(v, hosts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_hosts(v, hosts) for v in value]
+    return value
+
+
+@dataclass
+class DeployedStack:
+    """The stack on a cluster: evaluate with config changes, apply, remember what was applied."""
+
+    cluster: SwarmCluster
+    config: dict[str, Any]
+    stack_secrets: dict[str, str]
+    manager: str = "node1"
+    edges: tuple[str, str] = ("node1", "node2")
+    applier: Optional[EngineApplier] = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    def hosts(self) -> dict[str, str]:
+        return {MANAGER_HOST: self.cluster[self.manager].host_url,
+                **{address: self.cluster[node].host_url for address, node in zip(EDGE_HOSTS, self.edges, strict=True)}}
+
+    def evaluate(self, **changes: Any) -> Evaluation:
+        """The staging stack with these config changes (keys without the carecircle: namespace)."""
+        overrides = {**self.config, **{(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()}}
+        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets)
+
+    def apply(self, evaluation: Optional[Evaluation] = None, **changes: Any):
+        """Apply the stack (with these changes, which then stay) as `pulumi up` would."""
+        if evaluation is None:
+            self.config.update({(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()})
+            evaluation = self.evaluate()
+        self.evaluations.append(evaluation)
+        hosts = self.hosts()
+        on_nodes = copy.deepcopy(evaluation)
+        for resource in on_nodes.resources:
+            resource.inputs = _replace_hosts(resource.inputs, hosts)
+        if self.applier is None:
+            self.applier = EngineApplier(hosts[MANAGER_HOST])
+        self.applier.default_host = hosts[MANAGER_HOST]
+        return self.applier.apply(on_nodes)
+
+    def use_manager(self, node: str) -> None:
+        """Deploy through another manager from now on (the previous one is gone)."""
+        self.manager = node
+        if self.applier is not None:
+            self.applier.default_host = self.cluster[node].host_url
+
+    def service_name(self, color: str = "blue") -> str:
+        return next(name for name in self.evaluations[-1].outputs["services"] if f"-api-{color}-" in name)
+
+    @property
+    def workers_service(self) -> str:
+        return next(name for name in self.evaluations[-1].outputs["services"] if "-workers-" in name)
+
+    def destroy(self) -> None:
+        if self.applier is not None:
+            self.applier.destroy()
+            self.applier.close()

@@ -1,0 +1,85 @@
+"""The swarm settings refuse what would not survive, or not run, on a real cluster: one clear error
+naming the key, nothing declared."""
+
+import pytest
+
+from carecircle.offline import evaluate_stack
+from carecircle.settings import ConfigError
+from helpers import ENGINE
+
+
+def problem(stack, **kwargs):
+    with pytest.raises(ConfigError) as raised:
+        evaluate_stack(stack, **kwargs)
+    assert raised.value.declared == []
+    return {p.key: p for p in raised.value.problems}
+
+
+@pytest.mark.parametrize("edges, words", [
+    (["ssh://deploy@edge-1.prod.carecircle.example"], "at least 2 edge node(s)"),
+    (["ssh://deploy@edge-1.prod.carecircle.example", "ssh://deploy@edge-1.prod.carecircle.example"], "lists a host twice"),
+    ([], "at least 2 edge node(s)"),
+])
+def test_prod_gateways_survive_the_loss_of_an_edge_node(edges, words):
+    found = problem("prod", overrides={"carecircle:swarmEdgeHosts": edges})["carecircle:swarmEdgeHosts"]
+    assert words in found.message and found.fix.startswith("set carecircle:swarmEdgeHosts in Pulumi.prod.yaml")
+
+
+def test_staging_may_run_on_one_edge_node_but_not_none():
+    evaluate_stack("staging")
+    assert "needs an edge node" in problem("staging", overrides={"carecircle:swarmEdgeHosts": []})["carecircle:swarmEdgeHosts"].message
+
+
+def test_monitoring_needs_its_node():
+    assert "carecircle.monitoring=true" in problem("prod", overrides={"carecircle:swarmMonitoringHost": None})[
+        "carecircle:swarmMonitoringHost"].message
+    evaluate_stack("prod", overrides={"carecircle:swarmMonitoringHost": None, "carecircle:monitoringEnabled": False})
+
+
+def test_prod_encrypts_traffic_between_nodes():
+    found = problem("prod", overrides={"carecircle:swarmEncryptOverlays": False})["carecircle:swarmEncryptOverlays"]
+    assert found.fix == "pulumi config set carecircle:swarmEncryptOverlays true --stack prod"
+    evaluate_stack("staging", overrides={"carecircle:swarmEncryptOverlays": False})
+
+
+@pytest.mark.parametrize("key", ["carecircle:postgresMode", "carecircle:redisMode", "carecircle:rabbitmqMode"])
+def test_a_swarm_stack_runs_no_data_service_of_its_own(key):
+    assert "managed service" in problem("staging", overrides={key: "container"})[key].message
+
+
+@pytest.mark.parametrize("key", ["carecircle:swarmEdgeHosts", "carecircle:swarmMonitoringHost"])
+def test_swarm_only_keys_on_an_engine_stack_are_refused(key):
+    overrides = {**ENGINE, key: ["ssh://deploy@edge.example"] if key.endswith("Hosts") else "ssh://deploy@mon.example"}
+    assert "swarm stacks only" in problem("prod", overrides=overrides)[key].message
+
+
+@pytest.mark.parametrize("key, value", [("carecircle:apiMaxReplicasPerNode", 0), ("carecircle:apiMaxReplicasPerNode", 3),
+                                        ("carecircle:workersMaxReplicasPerNode", 5)])
+def test_prod_never_lets_one_node_hold_a_whole_pool(key, value):
+    found = problem("prod", overrides={key: value})[key]
+    assert "at most 2 per node" in found.message and found.fix.endswith(" 2 --stack prod")
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("carecircle:apiCpusReserved", "2", "at most apiCpus"), ("carecircle:apiMemoryReservedMb", 4096, "at most apiMemoryMb"),
+    ("carecircle:workersCpusReserved", "0", "more than 0"), ("carecircle:swarmUpdateDelay", "1m30s", "one unit"),
+    ("carecircle:swarmUpdateParallelism", 0, "between 1 and 100"), ("carecircle:swarmNodePlatform", "windows/amd64", "linux/"),
+])
+def test_rollout_and_reservation_values_are_checked(key, value, words):
+    assert words in problem("prod", overrides={key: value})[key].message
+
+
+def test_prod_runs_images_pinned_by_digest():
+    found = problem("prod", overrides={"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})["carecircle:workersImage"]
+    assert "pinned by digest" in found.message
+    assert found.fix == "pulumi config set carecircle:workersImage 'ghcr.io/carecircle/api:1.0.0@sha256:<digest>' --stack prod"
+    evaluate_stack("staging", overrides={"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})
+
+
+def test_service_names_stay_dns_labels():
+    found = problem("prod", overrides={"carecircle:namePrefix": "c" * 45})["carecircle:namePrefix"]
+    assert "DNS labels" in found.message
+
+
+def test_a_swarm_stack_needs_a_manager():
+    assert "docker:host" in problem("prod", overrides={"docker:host": None})
