@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import docker
 import docker.errors
+import requests
 
 from carecircle.audit.changes import changed_paths
 from carecircle.provider_semantics import action_for as provider_action_for
@@ -1481,10 +1482,11 @@ class EngineApplier:
         cid = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
         if not cid:
             return None
-        for host in {live.host, *self._clients}:
+        # The task's container is on one of the engines; a lost node's engine does not answer.
+        for host in sorted({self._engine_of(live), *self._clients}, key=str):
             try:
                 state = self.client(host).api.inspect_container(cid).get("State") or {}
-            except docker.errors.APIError:
+            except (docker.errors.APIError, requests.exceptions.ConnectionError):
                 continue
             return (state.get("Health") or {}).get("Status")
         return None

@@ -185,7 +185,8 @@ def test_retries_must_end_before_a_read_timeout(retries, read):
     error = config_error("staging", {"carecircle:gatewayProxyNextUpstreamTimeout": retries, "carecircle:gatewayProxyReadTimeout": read})
     found = problem(error, "carecircle:gatewayProxyNextUpstreamTimeout")
     assert f"shorter than gatewayProxyReadTimeout ({read})" in found.message
-    evaluate_stack("staging", overrides={"carecircle:gatewayProxyNextUpstreamTimeout": "999ms", "carecircle:gatewayProxyReadTimeout": "1s"})
+    evaluate_stack("staging", overrides={"carecircle:gatewayProxyNextUpstreamTimeout": "999ms", "carecircle:gatewayProxyReadTimeout": "1s",
+                                         "carecircle:gatewayProxyConnectTimeout": "333ms"})
 
 
 def test_switching_to_a_pool_without_an_image_is_refused():

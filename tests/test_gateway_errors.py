@@ -36,7 +36,8 @@ def assert_json_error(status: int, headers: dict, body: bytes, expected: int, hs
 @pytest.fixture
 def prod(tmp_path):
     settings = settings_for("prod", {**OPEN, "carecircle:gatewayClientMaxBodySize": "1k", "carecircle:gatewayProxyReadTimeout": "1s",
-                                     "carecircle:gatewayProxyNextUpstreamTimeout": "500ms"})
+                                     "carecircle:gatewayProxyNextUpstreamTimeout": "500ms",
+                                     "carecircle:gatewayProxyConnectTimeout": "150ms"})
     with stub_upstreams(1) as upstreams, running_gateway(
             tmp_path, settings, {"api": upstreams, "api_idle": []},
             # A location that fails inside nginx, to see the 500 page (no route of a correct config does).

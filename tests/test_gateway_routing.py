@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from carecircle.rendering import GatewayPorts
-from carecircle.settings.types import image_parts
+from carecircle.settings.address_types import image_parts
 from nginx_harness import free_port, make_certificate, nginx, nginx_test, running_gateway, settings_for, stub_upstreams, write_conf
 
 

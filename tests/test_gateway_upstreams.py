@@ -62,7 +62,8 @@ def test_retries_are_bounded_in_time(tmp_path):
     """A request that timed out reading from one replica is not sent to the next
     (gatewayProxyNextUpstreamTimeout is shorter than gatewayProxyReadTimeout): one wait, one replica."""
     settings = settings_for("dev", {**OPEN, "carecircle:gatewayProxyReadTimeout": "1s",
-                                    "carecircle:gatewayProxyNextUpstreamTimeout": "500ms"})
+                                    "carecircle:gatewayProxyNextUpstreamTimeout": "500ms",
+                                     "carecircle:gatewayProxyConnectTimeout": "150ms"})
     with stub_upstreams(3, delay=3) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
         started = time.monotonic()
         status, _, body = gateway.request("GET", "/api/slow")

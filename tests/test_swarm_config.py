@@ -83,3 +83,11 @@ def test_service_names_stay_dns_labels():
 
 def test_a_swarm_stack_needs_a_manager():
     assert "docker:host" in problem("prod", overrides={"docker:host": None})
+
+
+def test_a_request_can_reach_a_live_replica_when_a_node_is_lost():
+    """Each try at a lost node's replica costs the whole connect timeout; all tries must fit the retry window."""
+    found = problem("prod", overrides={"carecircle:gatewayProxyConnectTimeout": "3s"})["carecircle:gatewayProxyConnectTimeout"]
+    assert "3 tries of 3s do not fit in gatewayProxyNextUpstreamTimeout (5s)" in found.message
+    assert found.fix == "pulumi config set carecircle:gatewayProxyConnectTimeout 1666ms --stack prod"
+    evaluate_stack("prod", overrides={"carecircle:gatewayProxyConnectTimeout": "3s", "carecircle:gatewayProxyNextUpstreamTimeout": "10s"})

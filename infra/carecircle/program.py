@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -216,24 +216,32 @@ def gateway_bundle_output(settings: Settings, upstream_map: Optional[pulumi.Inpu
     return pulumi.Output.secret(pem.apply(lambda values: bundle(*values)))
 
 
-def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks, apps: Apps) -> Gateway:
+def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_name: str, edge_network: pulumi.Input[str],
+                 bundle: pulumi.Input[str], docker_host: Optional[str], upstreams_ready: Sequence[pulumi.Resource]) -> GatewayArgs:
+    """A gateway container's arguments: what differs between platforms is where it runs and what it waits for."""
     tls_host_paths = None
     if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
         tls_host_paths = TlsHostPaths(certificate=settings.gateway_tls_certificate_path, key=settings.gateway_tls_key_path)
-    return Gateway("gateway", GatewayArgs(
-        container_name=settings.docker_name("gateway"),
+    return GatewayArgs(
+        container_name=container_name,
         image=settings.gateway_image,
-        edge_network=networks.edge.name,
-        bundle=gateway_bundle_output(settings),
+        edge_network=edge_network,
+        bundle=bundle,
         bind_address=settings.gateway_bind_address,
         http_port=settings.gateway_http_port,
         https_port=settings.gateway_https_port if settings.gateway_tls else None,
         preview_port=settings.gateway_preview_port,
         tls_host_paths=tls_host_paths,
         runtime=runtime,
-        docker_host=settings.docker_host,
-        upstream_containers=apps.api_containers,
-    ))
+        docker_host=docker_host,
+        upstreams_ready=upstreams_ready,
+    )
+
+
+def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks, apps: Apps) -> Gateway:
+    return Gateway("gateway", gateway_args(
+        settings, runtime, container_name=settings.docker_name("gateway"), edge_network=networks.edge.name,
+        bundle=gateway_bundle_output(settings), docker_host=settings.docker_host, upstreams_ready=apps.api_containers))
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: Networks, data: DataServices,

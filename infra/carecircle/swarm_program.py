@@ -12,14 +12,14 @@ import pulumi_random as random
 
 from .components.app_service import api_health_test, workers_health_test
 from .components.common import ContainerRuntime
-from .components.gateway import Gateway, GatewayArgs, TlsHostPaths
+from .components.gateway import Gateway
 from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, nginx_exporter_health
 from .components.overlay_network import OverlayNetworks, OverlayNetworksArgs
 from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
 from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
 from .components.swarm_service import Resources, Rollout, SecretFile, SwarmService, SwarmServiceArgs
 from .monitoring import nginx_exporter_names, prometheus_bundle, stub_status_url
-from .program import container_runtime, gateway_bundle_output, gateway_url, secret_output, tracing_env
+from .program import container_runtime, gateway_args, gateway_bundle_output, gateway_url, secret_output, tracing_env
 from .rendering import Upstream
 from .settings import COLORS, Settings
 
@@ -64,58 +64,55 @@ def _log_options(settings: Settings) -> dict[str, str]:
     return {"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)}
 
 
+def _service(settings: Settings, secrets: SwarmSecrets, app: str, name: str, *, image: str, command: Optional[list[str]],
+             env: dict[str, str], secret_names: list[str], networks: list[pulumi.Input[str]], replicas: int,
+             health_test: list[str], labels: dict[str, str]) -> SwarmService:
+    """One app service; what api and workers share comes from their settings (`<app>_memory_mb`, ...)."""
+    def setting(key: str):
+        return getattr(settings, f"{app}_{key}")
+
+    return SwarmService(name, SwarmServiceArgs(
+        image=image, command=command, env={"NODE_ENV": settings.node_env, **env}, secret_files=_secret_files(secrets, secret_names),
+        networks=networks, replicas=replicas, health_test=health_test, health_interval=settings.healthcheck_interval,
+        resources=Resources(memory_mb=setting("memory_mb"), cpus=setting("cpus"),
+                            memory_reserved_mb=setting("memory_reserved_mb") or setting("memory_mb"),
+                            cpus_reserved=setting("cpus_reserved") or setting("cpus")),
+        max_replicas_per_node=setting("max_replicas_per_node"),
+        node_platform=tuple(settings.swarm_node_platform.split("/", 1)),  # type: ignore[arg-type]
+        stop_grace_seconds=setting("shutdown_grace_seconds"),
+        rollout=_rollout(settings),
+        log_options=_log_options(settings),
+        labels={**stack_labels(settings), "com.carecircle.role": app, **labels},
+        manager_host=settings.docker_host,
+    ))
+
+
 def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSecrets) -> tuple[dict[str, SwarmService], Optional[SwarmService]]:
     """The api pools that run replicas, and the workers (when any)."""
-    platform = tuple(settings.swarm_node_platform.split("/", 1))
-    shared = {"NODE_ENV": settings.node_env}
-    pools = {}
-    for color in COLORS:
-        if not settings.api_replicas(color):
-            continue
-        pools[color] = SwarmService(settings.docker_name("api", color), SwarmServiceArgs(
-            image=settings.api_image(color),  # type: ignore[arg-type]
-            command=None,
-            env={**shared, "PORT": str(settings.api_port), "JWT_EXPIRES_IN": settings.jwt_expires_in,
-                 "SHUTDOWN_DELAY_SECONDS": str(_seconds(settings.gateway_resolver_valid) + SHUTDOWN_DELAY_MARGIN_SECONDS),
-                 **_plain(tracing_env(settings, "carecircle-api", pool=color))},
-            secret_files=_secret_files(secrets, ["database_url", "redis_url", "rabbitmq_url", "jwt_secret", "sentry_dsn"]),
-            networks=[networks.edge.id, networks.backend.id],
-            replicas=settings.api_replicas(color),
-            health_test=api_health_test(settings.api_port, settings.api_health_path),
-            health_interval=settings.healthcheck_interval,
-            resources=Resources(memory_mb=settings.api_memory_mb, cpus=settings.api_cpus,
-                                memory_reserved_mb=settings.api_memory_reserved_mb or settings.api_memory_mb,
-                                cpus_reserved=settings.api_cpus_reserved or settings.api_cpus),
-            max_replicas_per_node=settings.api_max_replicas_per_node,
-            node_platform=platform,  # type: ignore[arg-type]
-            stop_grace_seconds=settings.api_shutdown_grace_seconds,
-            rollout=_rollout(settings),
-            log_options=_log_options(settings),
-            labels={**stack_labels(settings), "com.carecircle.role": "api", "com.carecircle.color": color},
-            manager_host=settings.docker_host,
-        ))
-    workers = None
-    if settings.workers_replicas:
-        workers = SwarmService(settings.docker_name("workers"), SwarmServiceArgs(
-            image=settings.workers_image,  # type: ignore[arg-type]
-            command=settings.workers_command,
-            env={**shared, "WORKER_HEARTBEAT_FILE": settings.workers_heartbeat_file, **_plain(tracing_env(settings, "carecircle-workers"))},
-            secret_files=_secret_files(secrets, ["database_url", "redis_url", "rabbitmq_url", "sentry_dsn"]),
-            networks=[networks.backend.id, *([networks.egress.id] if networks.egress else [])],
-            replicas=settings.workers_replicas,
-            health_test=workers_health_test(settings.workers_heartbeat_file),
-            health_interval=settings.healthcheck_interval,
-            resources=Resources(memory_mb=settings.workers_memory_mb, cpus=settings.workers_cpus,
-                                memory_reserved_mb=settings.workers_memory_reserved_mb or settings.workers_memory_mb,
-                                cpus_reserved=settings.workers_cpus_reserved or settings.workers_cpus),
-            max_replicas_per_node=settings.workers_max_replicas_per_node,
-            node_platform=platform,  # type: ignore[arg-type]
-            stop_grace_seconds=settings.workers_shutdown_grace_seconds,
-            rollout=_rollout(settings),
-            log_options=_log_options(settings),
-            labels={**stack_labels(settings), "com.carecircle.role": "workers"},
-            manager_host=settings.docker_host,
-        ))
+    pools = {color: _service(
+        settings, secrets, "api", settings.docker_name("api", color),
+        image=settings.api_image(color),  # type: ignore[arg-type]
+        command=None,
+        env={"PORT": str(settings.api_port), "JWT_EXPIRES_IN": settings.jwt_expires_in,
+             "SHUTDOWN_DELAY_SECONDS": str(_seconds(settings.gateway_resolver_valid) + SHUTDOWN_DELAY_MARGIN_SECONDS),
+             **_plain(tracing_env(settings, "carecircle-api", pool=color))},
+        secret_names=["database_url", "redis_url", "rabbitmq_url", "jwt_secret", "sentry_dsn"],
+        networks=[networks.edge.id, networks.backend.id],
+        replicas=settings.api_replicas(color),
+        health_test=api_health_test(settings.api_port, settings.api_health_path),
+        labels={"com.carecircle.color": color},
+    ) for color in COLORS if settings.api_replicas(color)}
+    workers = _service(
+        settings, secrets, "workers", settings.docker_name("workers"),
+        image=settings.workers_image,  # type: ignore[arg-type]
+        command=settings.workers_command,
+        env={"WORKER_HEARTBEAT_FILE": settings.workers_heartbeat_file, **_plain(tracing_env(settings, "carecircle-workers"))},
+        secret_names=["database_url", "redis_url", "rabbitmq_url", "sentry_dsn"],
+        networks=[networks.backend.id, *([networks.egress.id] if networks.egress else [])],
+        replicas=settings.workers_replicas,
+        health_test=workers_health_test(settings.workers_heartbeat_file),
+        labels={},
+    ) if settings.workers_replicas else None
     return pools, workers
 
 
@@ -139,23 +136,11 @@ def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: Ov
     which would restart it): its upstreams are the pools' tasks by DNS name."""
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
     bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)))
-    tls_host_paths = None
-    if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
-        tls_host_paths = TlsHostPaths(certificate=settings.gateway_tls_certificate_path, key=settings.gateway_tls_key_path)
-    return [Gateway(f"gateway-{index}", GatewayArgs(
-        container_name=settings.docker_name("gateway", str(index)),
-        image=settings.gateway_image,
-        edge_network=networks.edge.name,
-        bundle=bundle,
-        bind_address=settings.gateway_bind_address,
-        http_port=settings.gateway_http_port,
-        https_port=settings.gateway_https_port if settings.gateway_tls else None,
-        preview_port=settings.gateway_preview_port,
-        tls_host_paths=tls_host_paths,
-        runtime=runtime,
-        docker_host=host,
+    return [Gateway(f"gateway-{index}", gateway_args(
+        settings, runtime, container_name=settings.docker_name("gateway", str(index)), edge_network=networks.edge.name,
+        bundle=bundle, docker_host=host,
         # Switched only once every pool it names rolled out completely.
-        upstream_containers=[pool.rollout for pool in pools.values()],
+        upstreams_ready=[pool.rollout for pool in pools.values()],
     ), pulumi.ResourceOptions(providers=[provider])) for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1)]
 
 

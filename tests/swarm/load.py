@@ -18,7 +18,8 @@ from typing import Optional
 
 @dataclass(frozen=True)
 class Outcome:
-    at: float  # seconds since the load started
+    at: float  # seconds since the load started, when the client sent the request
+    took: float  # seconds until the outcome, the retry included
     ok: bool
     status: int  # 0: no response
     edge: str
@@ -27,6 +28,7 @@ class Outcome:
     pool: str = ""
     task: str = ""
     error: str = ""
+    first_error: str = ""  # what made a retrying client retry ("" when the first try answered)
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -106,14 +108,17 @@ class Load:
         while not self._stop.is_set():
             edge = names[turn % len(names)]
             turn += 1
+            sent = self.elapsed()
             status, headers, error = self._request(connections, edge)
-            retried = False
+            retried, first_error = False, ""
             if retrying and (status == 0 or status >= 500):
+                first_error = f"{edge}: {error or status}"
                 retried, edge = True, names[turn % len(names)]
                 status, headers, error = self._request(connections, edge)
-            outcome = Outcome(at=self.elapsed(), ok=200 <= status < 300, status=status, edge=edge, retried=retried,
-                              version=headers.get("x-standin-version", ""), pool=headers.get("x-standin-pool", ""),
-                              task=headers.get("x-standin-task", ""), error=error)
+            outcome = Outcome(at=sent, took=self.elapsed() - sent, ok=200 <= status < 300, status=status, edge=edge,
+                              retried=retried, version=headers.get("x-standin-version", ""),
+                              pool=headers.get("x-standin-pool", ""), task=headers.get("x-standin-task", ""),
+                              error=error, first_error=first_error)
             with self._lock:
                 self.outcomes[retrying].append(outcome)
             self._stop.wait(self.pause)

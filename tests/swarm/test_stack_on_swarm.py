@@ -252,7 +252,9 @@ def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other
     assert on_victim, "the spread put no api replica on the edge node to lose"
     probe = swarm_resources.probe("node1", ["carecircle-staging-edge"])
     try:
-        # A client (or load balancer) waits longer than the gateway's connect timeout to a lost replica (3 s).
+        # A client (or load balancer) waits longer than the gateway's connect timeout to a lost replica (1 s).
+        # Requests sent while the node dies, or over a kept-alive upstream connection to it, wait for an
+        # answer that never comes (gatewayProxyReadTimeout): the client's own timeout ends them.
         with Load(edges(swarm, stack), SERVER_NAME, timeout=10) as load:
             time.sleep(2)
             killed_at = load.elapsed()
@@ -272,8 +274,11 @@ def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other
         assert answered_late <= {t.raw["Status"]["ContainerStatus"]["ContainerID"][:12] for t in full}
         assert not [o for o in load.requests(False) if not o.ok and o.at >= settled_at and o.edge != victim]
         slow = [o for o in load.requests(True) if o.ok and killed_at <= o.at]
+        first_second = [o for o in load.failed(True, after=killed_at) if o.at < killed_at + 1]
         report("edge node lost", node_down_seconds=round(down_after, 1), pool_full_again_seconds=round(full_at - killed_at, 1),
+               retrying_failed_in_first_second=[(round(o.at - killed_at, 2), o.first_error, o.error) for o in first_second],
                retrying_failed_after_first_second=len(retrying_failures), retrying_requests_after_kill=len(slow),
+               slowest_retrying_success_after_kill=round(max((o.took for o in slow), default=0), 1),
                plain_failed_through_the_other_edge=len([o for o in load.failed(False) if o.edge != victim]), **load.summary())
     finally:
         swarm.restart_node(victim)

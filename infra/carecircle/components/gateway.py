@@ -40,9 +40,9 @@ class GatewayArgs:
     tls_host_paths: Optional[TlsHostPaths]
     runtime: ContainerRuntime
     docker_host: Optional[str]
-    # Applied only once these exist and are healthy (wait=True): a switch in the same `pulumi up`
-    # as a new pool never routes to containers that are still starting.
-    upstream_containers: Sequence[docker.Container]
+    # Applied only once these exist (containers created with wait=True: healthy; swarm rollout gates:
+    # rolled out): a switch in the same `pulumi up` as a new pool never routes to replicas still starting.
+    upstreams_ready: Sequence[pulumi.Resource]
     listen: GatewayPorts = GatewayPorts()
     paths: NginxPaths = NginxPaths()
 
@@ -87,6 +87,6 @@ class Gateway(pulumi.ComponentResource):
         self.config = apply_in_container(
             f"{name}-config", self.container, args.container_name, APPLY_SCRIPT, args.bundle, args.docker_host,
             # Applied only once the api containers exist and are healthy (wait=True).
-            depends_on=args.upstream_containers, parent=self,
+            depends_on=args.upstreams_ready, parent=self,
         )
         self.register_outputs({"container": self.container.name})

@@ -1,6 +1,8 @@
 """Typed settings for one CareCircle stack: the only package that reads Pulumi config.
 
-    types.py       reusable value types (ports, names, nginx times, images, URLs, secrets)
+    types.py       reusable value types: text, numbers, names, paths, sizes, durations
+    address_types.py  addresses, networks, images, URLs, the Docker host
+    secret_types.py   secrets: how each kind is checked and faked offline
     base.py        how keys and cross-key rules are declared
     runtime.py     identity, Docker host, container defaults, edge network
     apps.py        api pools and workers

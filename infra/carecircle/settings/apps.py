@@ -5,21 +5,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterator, Literal, Optional
 
+from .address_types import ImageRef
 from .base import Environment, Section, Violation, cross_rule, key
 from .runtime import STATIC_OFFSET, pool_capacity
-from .types import (
-    JWT_SECRET,
-    CommandArgument,
-    ContainerPath,
-    Cpus,
-    HttpPath,
-    ImageRef,
-    JwtLifetime,
-    Port,
-    RepositoryDirectory,
-    config_int,
-    secret,
-)
+from .secret_types import JWT_SECRET, secret
+from .types import CommandArgument, ContainerPath, Cpus, HttpPath, JwtLifetime, Port, RepositoryDirectory, config_int
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")

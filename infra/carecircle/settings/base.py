@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Union, get_args,
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from .types import STRICT_ENVIRONMENTS, SecretKind
+from .secret_types import SecretKind
+from .types import STRICT_ENVIRONMENTS
 
 
 class Section(BaseModel):

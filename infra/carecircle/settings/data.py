@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Iterator, Literal, Optional
 
+from .address_types import ImageRef
 from .base import Environment, Section, Violation, cross_rule, key
-from .types import DATABASE_URL, RABBITMQ_URL, REDIS_URL, ImageRef, Port, SqlIdentifier, secret
+from .secret_types import DATABASE_URL, RABBITMQ_URL, REDIS_URL, secret
+from .types import Port, SqlIdentifier
 
 DataServiceMode = Literal["container", "external"]
 DatabaseUrl = secret(DATABASE_URL)

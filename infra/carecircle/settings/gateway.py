@@ -7,26 +7,21 @@ from typing import Annotated, Any, Iterator, Literal, Optional
 
 from pydantic import BeforeValidator
 
+from .address_types import Cidr, ImageRef, IPv4Address, covers_everyone
 from .base import Environment, Section, Violation, cross_rule, key
+from .secret_types import CERTIFICATE, PRIVATE_KEY, secret
 from .types import (
-    CERTIFICATE,
-    PRIVATE_KEY,
-    Cidr,
     ConfigBool,
     CookieName,
     HostName,
     HostPath,
-    ImageRef,
-    IPv4Address,
     Port,
     config_int,
-    covers_everyone,
     nginx_size,
     nginx_time,
     nginx_time_ms,
     pattern,
     rule,
-    secret,
     text_type,
 )
 
@@ -149,7 +144,9 @@ class GatewaySettings(Section):
     gateway_client_max_body_size: BodySize = key("Largest request body (413 above it), e.g. 1m.", "1m")
     gateway_client_header_timeout: ClientTimeout = key("Time to receive the request headers.", "10s")
     gateway_client_body_timeout: ClientTimeout = key("Time between two reads of the request body.", "10s")
-    gateway_proxy_connect_timeout: ProxyConnectTimeout = key("Time to connect to an api replica.", "3s")
+    gateway_proxy_connect_timeout: ProxyConnectTimeout = key(
+        "Time to connect to an api replica (a lost node's replicas cost this much per try: keep it short, a connect "
+        "inside the cluster takes milliseconds).", "1s")
     gateway_proxy_read_timeout: UpstreamTimeout = key("Time between two reads from an api replica (also WebSocket idle).", "60s")
     gateway_upstream_max_fails: MaxFails = key("Failures within gatewayUpstreamFailTimeout that take a replica out.", 3)
     gateway_upstream_fail_timeout: FailTimeout = key(
@@ -221,6 +218,19 @@ class GatewaySettings(Section):
                             "set either gatewayLoadBalancers (PROXY protocol from L4 load balancers) or gatewayTrustedProxies "
                             "(X-Forwarded-For from L7 proxies), not both: behind an L4 load balancer X-Forwarded-For is written "
                             "by the client", [])
+
+    @cross_rule
+    def _every_try_can_connect_within_the_retry_window(self, environment: Environment) -> Iterator[Violation]:
+        # A replica whose node is lost does not refuse a connection, it never answers: each such try
+        # costs the whole connect timeout, and the next replica must still be tried in the window.
+        tries, connect = self.gateway_proxy_next_upstream_tries, nginx_time_ms(str(self.gateway_proxy_connect_timeout))
+        window = nginx_time_ms(str(self.gateway_proxy_next_upstream_timeout))
+        if tries * connect > window:
+            fitting = max(1, window // tries)
+            yield Violation("gateway_proxy_connect_timeout",
+                            f"{tries} tries of {self.gateway_proxy_connect_timeout} do not fit in gatewayProxyNextUpstreamTimeout "
+                            f"({self.gateway_proxy_next_upstream_timeout}): when a node is lost, a request would give up before "
+                            "it reached a live replica", f"{fitting // 1000}s" if fitting % 1000 == 0 else f"{fitting}ms")
 
     @cross_rule
     def _retries_end_before_a_read_timeout(self, environment: Environment) -> Iterator[Violation]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+from .address_types import HttpUrl, ImageRef
 from .base import Environment, Section, Violation, cross_rule, key
-from .types import SENTRY_DSN, ConfigBool, HttpPath, HttpUrl, ImageRef, Port, config_float, config_int, prometheus_duration, secret
+from .secret_types import SENTRY_DSN, secret
+from .types import ConfigBool, HttpPath, Port, config_float, config_int, prometheus_duration
 
 Percent = config_float(0, 100, exclusive_minimum=True)
 Seconds = config_float(0, 3600, exclusive_minimum=True)

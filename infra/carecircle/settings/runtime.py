@@ -8,9 +8,10 @@ from typing import Annotated, Any, Iterator, Literal, Optional
 
 from pydantic import BeforeValidator, Field
 
+from .address_types import DockerHost
 from .base import Environment, Section, Violation, cross_rule, key
 from .errors import DOCKER_HOST_KEY
-from .types import STRICT_ENVIRONMENTS, DockerHost, DockerName, LogSize, config_int, pattern, rule, text_type
+from .types import STRICT_ENVIRONMENTS, DockerName, LogSize, config_int, pattern, rule, text_type
 
 EnvironmentName = Literal["dev", "staging", "prod"]
 # Docker's default bridge (docker0); an edge network on it would clash with the host's own routes.

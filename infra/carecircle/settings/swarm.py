@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+from .address_types import DockerHost
 from .base import Environment, Section, Violation, cross_rule, key
-from .types import ConfigBool, Cpus, DockerHost, config_int, text_type
+from .types import ConfigBool, Cpus, config_int, text_type
 
 GoDuration = text_type(r"[1-9][0-9]{0,5}(?:ms|s|m|h)", "must be a duration such as 500ms, 10s, 5m or 1h (one unit)")
 PerNode = config_int(0, 10_000)
