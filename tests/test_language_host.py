@@ -44,6 +44,7 @@ HOST = textwrap.dedent("""
     # The package came from infra/, found through the path entry the language host sets.
     assert sys.modules["carecircle"].__file__ == os.path.join(os.getcwd(), "infra", "carecircle", "__init__.py")
     print(json.dumps(declared))
+    print(json.dumps(sorted(m for m in sys.modules if m.startswith("carecircle"))), file=sys.stderr)
 """)
 
 
@@ -60,6 +61,17 @@ def test_program_runs_from_infra_without_the_repository_root_on_sys_path():
     assert result.returncode == 0, result.stderr
     declared = json.loads(result.stdout)
     assert "carecircle-prod-gateway-2" in declared and "carecircle-prod-api-blue-a1b2c3d" in declared
+
+
+def test_pulumi_up_loads_no_auditor_tooling():
+    # The deploy path stays small: report, diff, docs and policy checks live in carecircle.audit,
+    # which only infra/cli.py imports (import time in docs/benchmarks.md).
+    for stack in ("dev", "prod"):
+        result = run_like_the_cli(stack)
+        assert result.returncode == 0, result.stderr
+        loaded = json.loads(result.stderr.strip().splitlines()[-1])
+        assert "carecircle.settings" in loaded and "carecircle.program" in loaded
+        assert [m for m in loaded if m.startswith("carecircle.audit") or m in ("carecircle.cli_yaml", "carecircle.stackfiles")] == [], stack
 
 
 def test_bad_config_under_the_cli_is_one_message_without_traceback():
