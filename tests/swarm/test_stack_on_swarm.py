@@ -10,7 +10,9 @@ The figures of each scenario are printed (-s) and kept in docs/scaling.md with t
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections import Counter
 
 import pytest
 
@@ -40,6 +42,14 @@ def stack(swarm: SwarmCluster, nginx_image: str, tmp_path_factory) -> DeployedSt
 
 def edges(cluster: SwarmCluster, deployed: DeployedStack) -> dict[str, str]:
     return {node: cluster[node].address for node in deployed.edges}
+
+
+def gateway_errors(cluster: SwarmCluster, node: str, since: float) -> Counter:
+    """What the gateway on `node` wrote to its error log since `since` (epoch seconds), by message
+    (the text between nginx's connection number and `, client:`)."""
+    container = next(c for c in cluster[node].client.containers.list() if "-gateway-" in c.name)
+    lines = container.logs(stdout=False, stderr=True, since=int(since)).decode(errors="replace").splitlines()
+    return Counter(re.sub(r"^.*?\*\d+ |, client: .*$", "", line) for line in lines if "[error]" in line or "[warn]" in line)
 
 
 def running(cluster: SwarmCluster, service: str) -> list:
@@ -155,7 +165,7 @@ def test_4_a_rollout_that_fails_its_healthcheck_rolls_back_and_fails_the_apply(s
     assert {t.id for t in running(swarm, api)} == before  # the old replicas never stopped
     assert not load.failed(True) and not load.failed(False), (load.failed(True) + load.failed(False))[:5]
     assert responses_after(load, 0) == {("blue", "1")}
-    report("failed rollout", failed_after_seconds=round(failed_after, 1), error=message.splitlines()[0][:200], **load.summary())
+    report("failed rollout", failed_after_seconds=round(failed_after, 1), error=next(line for line in message.splitlines() if "rollback" in line.lower())[:200], **load.summary())
     # Back to the release that works: the next `pulumi up` brings the spec back to it.
     wait_for("the rollback to finish", lambda: swarm["node1"].client.api.inspect_service(api)["UpdateStatus"]["State"]
              == "rollback_completed", timeout=120)
@@ -247,17 +257,17 @@ def test_5_workers_release_under_a_job_stream_keeps_a_worker_running_and_loses_n
 
 def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other(swarm, stack, swarm_resources):
     api = stack.service_name("blue")
-    victim = "node2"
+    victim, survivor = "node2", "node1"
     on_victim = [t for t in running(swarm, api) if t.node == victim]
     assert on_victim, "the spread put no api replica on the edge node to lose"
-    probe = swarm_resources.probe("node1", ["carecircle-staging-edge"])
+    probe = swarm_resources.probe(survivor, ["carecircle-staging-edge"])
     try:
-        # A client (or load balancer) waits longer than the gateway's connect timeout to a lost replica (1 s).
-        # Requests sent while the node dies, or over a kept-alive upstream connection to it, wait for an
-        # answer that never comes (gatewayProxyReadTimeout): the client's own timeout ends them.
+        # A client waits longer than the gateway's connect timeout to a lost replica (1 s). Requests sent
+        # while the node dies, or over a kept-alive upstream connection to it, wait for an answer that
+        # never comes (gatewayProxyReadTimeout): the client's own timeout ends them.
         with Load(edges(swarm, stack), SERVER_NAME, timeout=10) as load:
             time.sleep(2)
-            killed_at = load.elapsed()
+            killed_at, killed_epoch = load.elapsed(), time.time()
             swarm.kill_node(victim)
             down_after = swarm.wait_node_state(victim, "down", timeout=90)
             full = wait_for("the pool back to 3 replicas", lambda: (lambda r: r if len(r) == 3 and all(t.node != victim for t in r) else None)(
@@ -275,11 +285,19 @@ def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other
         assert not [o for o in load.requests(False) if not o.ok and o.at >= settled_at and o.edge != victim]
         slow = [o for o in load.requests(True) if o.ok and killed_at <= o.at]
         first_second = [o for o in load.failed(True, after=killed_at) if o.at < killed_at + 1]
+        taken_out = load.out_of_service_after(victim, killed_at)
+        assert taken_out is not None, "the balancer never noticed the lost edge node"
+        waited = [o for o in load.requests(True) if o.at >= killed_at and o.first_error.startswith(f"{survivor}:")]
         report("edge node lost", node_down_seconds=round(down_after, 1), pool_full_again_seconds=round(full_at - killed_at, 1),
+               balancer_took_the_edge_out_seconds=round(taken_out, 1),
+               survivor_gateway_errors=dict(gateway_errors(swarm, survivor, killed_epoch - 1)),
+               retrying_first_tries_failed_at_the_live_edge=[(round(o.at - killed_at, 2), o.first_error) for o in waited],
                retrying_failed_in_first_second=[(round(o.at - killed_at, 2), o.first_error, o.error) for o in first_second],
                retrying_failed_after_first_second=len(retrying_failures), retrying_requests_after_kill=len(slow),
                slowest_retrying_success_after_kill=round(max((o.took for o in slow), default=0), 1),
-               plain_failed_through_the_other_edge=len([o for o in load.failed(False) if o.edge != victim]), **load.summary())
+               plain_failed_through_the_other_edge=[(round(o.at - killed_at, 2), o.status, o.error)
+                                                    for o in load.failed(False) if o.edge != victim][:10],
+               **load.summary())
     finally:
         swarm.restart_node(victim)
         wait_for(f"{victim} ready", lambda: swarm.node_state(victim) == "ready", timeout=90)
