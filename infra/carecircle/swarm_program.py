@@ -4,6 +4,7 @@ the monitoring node (docs/scaling.md says why each is what it is)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional
 
 import pulumi
@@ -22,6 +23,7 @@ from .monitoring import nginx_exporter_names, prometheus_bundle, stub_status_url
 from .program import container_runtime, gateway_args, gateway_bundle_output, gateway_url, secret_output, tracing_env
 from .rendering import Upstream
 from .settings import COLORS, Settings
+from .settings.types import nginx_time_ms
 
 # Seconds an api replica keeps serving after SIGTERM, so that every gateway re-resolved DNS (which
 # Swarm updated before the signal) and stopped sending to it: the resolver's validity plus a margin.
@@ -29,8 +31,8 @@ SHUTDOWN_DELAY_MARGIN_SECONDS = 3
 
 
 def _seconds(duration: str) -> int:
-    number, unit = int(duration.rstrip("mshd")), duration.lstrip("0123456789")
-    return max(1, number * {"ms": 0, "s": 1, "m": 60, "h": 3600}[unit] or 1)
+    """Whole seconds of a one-unit duration (500ms, 5s, 5m), rounded up: at least 1."""
+    return max(1, math.ceil(nginx_time_ms(duration) / 1000))
 
 
 def declare_secrets(settings: Settings) -> SwarmSecrets:
