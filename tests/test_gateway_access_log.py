@@ -4,10 +4,13 @@ reader is slow (the buffer is at most 4 KiB = PIPE_BUF, so each write is atomic)
 about a second (the flush), and no line longer than the buffer, whatever a client sends."""
 
 import json
+import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from http.client import HTTPConnection
+from typing import Iterator
 
 from carecircle.rendering import GatewayPorts
 from nginx_harness import free_port, nginx, nginx_test, settings_for, stop, wait_for_port, write_conf
@@ -37,7 +40,11 @@ class PipeReader:
         return b"".join(chunk for _, chunk in self.chunks)
 
 
-def start(tmp_path, settings):
+@contextmanager
+def logging_gateway(tmp_path) -> Iterator[tuple[GatewayPorts, PipeReader]]:
+    """The dev gateway (rate limits allow-listed) with its access log on a slowly read pipe; stopped,
+    and its log read to the end, when the block ends."""
+    settings = settings_for("dev", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
     ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
     conf = write_conf(tmp_path, settings, [f"127.0.0.1:{free_port()}"], ports, None, access_log="/dev/stdout")
     conf.write_text(conf.read_text().replace("worker_processes auto;", "worker_processes 2;"))  # two writers, whatever the machine
@@ -46,16 +53,17 @@ def start(tmp_path, settings):
     with open(tmp_path / "error.log", "ab") as error_log:
         process = subprocess.Popen([nginx(), "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
                                    stdout=subprocess.PIPE, stderr=error_log)
-    return process, ports
-
-
-def test_lines_stay_whole_and_timely_on_a_pipe_with_concurrent_workers(tmp_path):
-    settings = settings_for("dev", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
-    process, ports = start(tmp_path, settings)
     try:
         wait_for_port(ports.status, process)
         reader = PipeReader(process)
+        yield ports, reader
+    finally:
+        stop(process)
+    reader.thread.join(timeout=10)
 
+
+def test_lines_stay_whole_and_timely_on_a_pipe_with_concurrent_workers(tmp_path):
+    with logging_gateway(tmp_path) as (ports, reader):
         def client(index: int) -> None:
             conn = HTTPConnection("127.0.0.1", ports.http, timeout=30)
             for request in range(REQUESTS):
@@ -79,9 +87,6 @@ def test_lines_stay_whole_and_timely_on_a_pipe_with_concurrent_workers(tmp_path)
         while b'"path":"/lone"' not in reader.data[mark:] and time.monotonic() - sent < 5:
             time.sleep(0.01)
         lone_delay = time.monotonic() - sent
-    finally:
-        stop(process)
-    reader.thread.join(timeout=10)
     lines = reader.data.split(b"\n")
     assert lines.pop() == b""  # ends with a whole line
     entries = [json.loads(line) for line in lines]  # a torn or interleaved line fails here
@@ -93,13 +98,7 @@ def test_lines_stay_whole_and_timely_on_a_pipe_with_concurrent_workers(tmp_path)
 
 def test_a_line_never_outgrows_the_buffer(tmp_path):
     """Whatever the client puts in the fields that are logged, a line stays below 4 KiB (one write)."""
-    settings = settings_for("dev", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
-    process, ports = start(tmp_path, settings)
-    try:
-        wait_for_port(ports.status, process)
-        reader = PipeReader(process)
-        import socket
-
+    with logging_gateway(tmp_path) as (ports, reader):
         hostile = ("\x01" * 3000 + '"\\' * 1000).encode("latin-1")
         request = (b"GET /" + b'"' * 3000 + b"?q=" + b"x" * 2000 + b" HTTP/1.1\r\nHost: localhost\r\nUser-Agent: " + hostile +
                    b"\r\nX-Request-ID: " + b"a" * 128 + b"\r\nConnection: close\r\n\r\n")
@@ -109,9 +108,6 @@ def test_a_line_never_outgrows_the_buffer(tmp_path):
                 while sock.recv(65536):
                     pass
         time.sleep(1.5)
-    finally:
-        stop(process)
-    reader.thread.join(timeout=10)
     lines = reader.data.split(b"\n")[:-1]
     assert len(lines) == 2
     entries = []
