@@ -19,8 +19,16 @@ from .components.overlay_network import OverlayNetworks, OverlayNetworksArgs
 from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
 from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
 from .components.swarm_service import Resources, Rollout, SecretFile, SwarmService, SwarmServiceArgs
+from .declarations import (
+    container_runtime,
+    gateway_args,
+    gateway_bundle_output,
+    gateway_url,
+    secret_output,
+    stack_labels,
+    tracing_env,
+)
 from .monitoring import nginx_exporter_names, prometheus_bundle, stub_status_url
-from .program import container_runtime, gateway_args, gateway_bundle_output, gateway_url, secret_output, tracing_env
 from .rendering import Upstream
 from .settings import COLORS, Settings
 from .settings.types import nginx_time_ms
@@ -47,10 +55,6 @@ def declare_secrets(settings: Settings) -> SwarmSecrets:
     if settings.sentry_dsn is not None:
         values["sentry_dsn"] = secret_output(settings.sentry_dsn)  # type: ignore[assignment]
     return SwarmSecrets("secrets", SwarmSecretsArgs(values=values, name_prefix=settings.docker_name(), labels=stack_labels(settings)))
-
-
-def stack_labels(settings: Settings) -> dict[str, str]:
-    return {"com.carecircle.stack": settings.stack, "com.carecircle.environment": settings.environment}
 
 
 def _secret_files(secrets: SwarmSecrets, names: list[str]) -> list[SecretFile]:

@@ -1,0 +1,93 @@
+"""Declarations both platforms share (engine_program, swarm_program): the secrets and environment
+of the apps, the gateway's configuration bundle and container arguments, the stack's URL."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+
+from .components.common import ContainerRuntime
+from .components.gateway import GatewayArgs, TlsHostPaths
+from .rendering import NginxPaths, gateway_bundle, render_nginx_conf, shipped_tls_files
+from .settings import Settings
+
+
+def secret_output(value: Any) -> Optional[pulumi.Output[str]]:
+    """A SecretStr setting as a Pulumi secret (None when unset)."""
+    return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
+
+
+def stack_labels(settings: Settings) -> dict[str, str]:
+    """The labels every network, secret and service of the stack carries."""
+    return {"com.carecircle.stack": settings.stack, "com.carecircle.environment": settings.environment}
+
+
+def container_runtime(settings: Settings) -> ContainerRuntime:
+    return ContainerRuntime(stack=settings.stack, environment=settings.environment, restart=settings.restart_policy,
+                            log_max_size=settings.log_max_size, log_max_files=settings.log_max_files,
+                            healthcheck_interval=settings.healthcheck_interval)
+
+
+def tracing_env(settings: Settings, service: str, pool: Optional[str] = None) -> list[pulumi.Input[str]]:
+    """OpenTelemetry and Sentry settings of a Node service, from the stack's config (a swarm api
+    replica also says which pool it belongs to)."""
+    attributes = f"deployment.environment={settings.environment}" + (f",carecircle.pool={pool}" if pool else "")
+    env: list[pulumi.Input[str]] = [
+        f"OTEL_SERVICE_NAME={service}",
+        f"OTEL_RESOURCE_ATTRIBUTES={attributes}",
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+        f"OTEL_TRACES_SAMPLER_ARG={settings.trace_sample_rate}",
+        f"OTEL_EXPORTER_OTLP_ENDPOINT={settings.otel_exporter_endpoint}" if settings.otel_exporter_endpoint else "OTEL_TRACES_EXPORTER=none",
+        f"SENTRY_ENVIRONMENT={settings.environment}",
+        f"SENTRY_TRACES_SAMPLE_RATE={settings.trace_sample_rate}",
+    ]
+    if settings.sentry_dsn is not None:
+        env.append(pulumi.Output.concat("SENTRY_DSN=", secret_output(settings.sentry_dsn)))
+    return env
+
+
+def gateway_bundle_output(settings: Settings, upstream_map: pulumi.Input[Mapping[str, Any]]) -> pulumi.Output[str]:
+    """The gateway configuration bundle for these upstreams; a PEM certificate travels in it, so then
+    it is secret."""
+    paths = NginxPaths()
+    resolved = pulumi.Output.from_input(upstream_map)
+    if not settings.gateway_tls or settings.gateway_tls_certificate_path:
+        return resolved.apply(lambda servers: gateway_bundle(paths, render_nginx_conf(settings, servers)))
+
+    def bundle(servers: Mapping[str, Any], certificate: str, key: str) -> str:
+        tls = shipped_tls_files(paths, certificate, key)
+        conf = render_nginx_conf(settings, servers, tls_files=tls)
+        return gateway_bundle(paths, conf, {tls.certificate: certificate, tls.key: key})
+
+    pem = pulumi.Output.all(resolved, secret_output(settings.gateway_tls_certificate), secret_output(settings.gateway_tls_key))
+    return pulumi.Output.secret(pem.apply(lambda values: bundle(*values)))
+
+
+def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_name: str, edge_network: pulumi.Input[str],
+                 bundle: pulumi.Input[str], docker_host: Optional[str], upstreams_ready: Sequence[pulumi.Resource]) -> GatewayArgs:
+    """A gateway container's arguments: what differs between platforms is where it runs and what it waits for."""
+    tls_host_paths = None
+    if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
+        tls_host_paths = TlsHostPaths(certificate=settings.gateway_tls_certificate_path, key=settings.gateway_tls_key_path)
+    return GatewayArgs(
+        container_name=container_name,
+        image=settings.gateway_image,
+        edge_network=edge_network,
+        bundle=bundle,
+        bind_address=settings.gateway_bind_address,
+        http_port=settings.gateway_http_port,
+        https_port=settings.gateway_https_port if settings.gateway_tls else None,
+        preview_port=settings.gateway_preview_port,
+        tls_host_paths=tls_host_paths,
+        runtime=runtime,
+        docker_host=docker_host,
+        upstreams_ready=upstreams_ready,
+    )
+
+
+def gateway_url(settings: Settings) -> str:
+    host = settings.gateway_server_name
+    if settings.gateway_tls:
+        return f"https://{host}" + ("" if settings.gateway_https_port == 443 else f":{settings.gateway_https_port}")
+    return f"http://{host}" + ("" if settings.gateway_http_port == 80 else f":{settings.gateway_http_port}")
