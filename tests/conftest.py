@@ -24,3 +24,32 @@ def engine_stacks(stacks) -> dict[str, Evaluation]:
     from helpers import on_engine
 
     return {"dev": stacks["dev"], "staging": on_engine("staging"), "prod": on_engine("prod")}
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """A private dockerd forming a one-node swarm (tests/real_engine.py), stopped by pid at the end."""
+    import os
+    import shutil
+
+    from real_engine import start_engine
+
+    if os.geteuid() != 0 or not shutil.which("dockerd") or not os.path.exists("/bin/busybox"):
+        pytest.fail("the engine tests need root, dockerd and busybox-static: run bin/swarm-prereqs as root", pytrace=False)
+    yield from start_engine()
+
+
+@pytest.fixture
+def applier(engine):
+    """An EngineApplier on the session's engine; what it created is torn down after the test."""
+    from real_engine import applier_on
+
+    with applier_on(engine) as applier:
+        yield applier
+
+
+@pytest.fixture
+def uid() -> str:
+    from real_engine import new_uid
+
+    return new_uid()

@@ -122,13 +122,18 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
 
     def __init__(self, evaluation: Optional["Evaluation"] = None):
         self.evaluation = evaluation
+        # (type, name) -> the resource's ignore_changes paths (filled by RecordingMonitor before each registration)
+        self.ignored: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
         if args.typ in AUTONAMED and "name" not in args.inputs:
             # The engine names it <logical name>-<7 random hex> and, on a replacement, anew; here the
-            # suffix follows the inputs that replace it, so a replacement shows as a new name (and id).
-            replacing = {path: value for path, value in _leaves(args.inputs) if replaces(args.typ, path)}
+            # suffix follows the inputs that replace it, so a replacement shows as a new name (and id). An
+            # ignored input never replaces (the engine keeps its previous value).
+            ignored = self.ignored.get((args.typ, args.name), ())
+            replacing = {path: value for path, value in _leaves(args.inputs) if replaces(args.typ, path)
+                         and not any(path == p or path.startswith(p + ".") for p in ignored)}
             state["name"] = f"{args.name}-{hashlib.sha256(json.dumps(replacing, sort_keys=True, default=str).encode()).hexdigest()[:7]}"
             return f"{state['name']}-id", state
         if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
@@ -163,6 +168,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request):
         self._thread_loop()
+        self.mocks.ignored[(request.type, request.name)] = tuple(request.ignoreChanges)
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs, secret_inputs = _deserialize(request.object)

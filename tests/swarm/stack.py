@@ -1,6 +1,6 @@
 """The swarm stack on a real cluster: evaluate the staging stack offline (the program as `pulumi up`
 would run it, stand-in images and test-sized knobs as config), then apply what it declares to the
-cluster's engines with tests/engine_apply.py.
+cluster's engines with tests/engine_apply/ (the provider's semantics, planned from its read-back state).
 
 The stack's Docker hosts are ssh:// addresses (staging and prod accept nothing else); here they are
 names for the test nodes, and every declared value that names one (provider hosts, DOCKER_HOST of the
