@@ -46,6 +46,7 @@ from pulumi_policy.proxy import UnknownValueError
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"
 SWARM_SECRET = "docker:index/secret:Secret"
+SWARM_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 
@@ -580,9 +581,50 @@ def env_secret_problems(env: Mapping[str, Any], secret_values: Mapping[str, str]
     return problems
 
 
+DOTENV_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(?:'([^']*)'|(.*))")
+
+
+def config_text(props: Mapping[str, Any]) -> Optional[str]:
+    """The content of a Swarm config (`data` is base64, `dataRaw` plain), None while unknown."""
+    data = props.get("data")
+    if isinstance(data, str):
+        try:
+            return base64.b64decode(data, validate=True).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return data
+    raw = props.get("dataRaw")
+    return raw if isinstance(raw, str) else None
+
+
+def dotenv_variables(text: str) -> dict[str, str]:
+    """The KEY='value' / KEY=value lines of a dotenv file (what a service's env file holds)."""
+    found = {}
+    for line in text.splitlines():
+        match = DOTENV_LINE.fullmatch(line)
+        if match:
+            found[match.group(1)] = match.group(2) if match.group(2) is not None else match.group(3)
+    return found
+
+
 def _no_env_secrets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     secret_values: Optional[dict[str, str]] = None
     for resource in args.resources:
+        if resource.resource_type == SWARM_CONFIG and environment(resource.urn) in STRICT:
+            # A Swarm config (a service's env file, say) is plain text to anyone who can `docker config inspect` it.
+            if secret_values is None:
+                secret_values = _swarm_secret_values(args.resources)
+            text = _known(lambda resource=resource: config_text(resource.props))
+            if text is None:
+                continue
+            name = _known(lambda resource=resource: resource.props.get("name")) or resource.name
+            problems = env_secret_problems(dotenv_variables(text), secret_values)
+            if not problems and URL_CREDENTIALS.search(text):
+                problems = ["its content embeds a URL with a password"]
+            for problem in problems:
+                report_violation(f"{name} (Swarm config): {problem}, readable by anyone who can `docker config inspect` it, in "
+                                 f"{environment(resource.urn)}: mount it as a Swarm secret and pass its path in <NAME>_FILE",
+                                 resource.urn)
+            continue
         if resource.resource_type != SERVICE:
             continue
         env = environment(resource.urn)
@@ -634,7 +676,8 @@ POLICIES = [
                              description="In staging and prod a Swarm service updates start-first and rolls a failed update back.",
                              validate=_rollback_on_failure),
     StackValidationPolicy(name="swarm-no-env-secrets",
-                          description="In staging and prod no Swarm service's environment holds a credential; <NAME>_FILE points to a Swarm secret.",
+                          description="In staging and prod no Swarm service's environment, and no Swarm config (a service's env "
+                                      "file), holds a credential; <NAME>_FILE points to a Swarm secret.",
                           validate=_no_env_secrets),
     ResourceValidationPolicy(name="service-operability",
                              description="Every Swarm service has a healthcheck, a restart policy with a delay, log rotation and a stop grace period.",

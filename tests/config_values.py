@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from carecircle.settings import full_key
 from carecircle.settings.loading import FIELDS
@@ -25,6 +25,7 @@ BASELINES: dict[str, tuple[str, Any]] = {
     "carecircle:gatewayTlsKey": ("prod", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
     "carecircle:otelExporterEndpoint": ("prod", "https://otel-collector.carecircle.example:4318"),
     "carecircle:gatewayPreviewPort": ("prod", "8081"),
+    "docker:registryAuth": ("prod", '[{"address": "ghcr.io", "username": "carecircle-deploy", "password": "token-0123456789"}]'),
 }
 
 
@@ -44,7 +45,8 @@ def kind(alias: str) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return "choice"
     if typing.get_origin(annotation) is list:
-        return "list"
+        element = typing.get_args(annotation)[0]
+        return "credentials" if isinstance(element, type) and issubclass(element, BaseModel) else "list"
     return annotation.__name__
 
 
@@ -57,7 +59,7 @@ class Key:
 
     @property
     def secret(self) -> bool:
-        return self.kind == "secret"
+        return self.kind in ("secret", "credentials")
 
 
 def every_key() -> list[Key]:

@@ -183,6 +183,37 @@ def test_env_secrets_are_allowed_in_dev_only_by_the_stack_name(stacks):
     assert fired(changed(stacks["prod"], "carecircle-prod-api-blue", lambda i: (relabelled(i), leak(i)))) == {"swarm-no-env-secrets"}
 
 
+CONFIG = "docker:index/serviceConfig:ServiceConfig"
+
+
+def with_env_file_line(evaluation, service: str, line: str):
+    """The resources with `line` appended to the dotenv file (a Swarm config) that `service` reads."""
+    resources = copy.deepcopy(evaluation.resources)
+    config = next(r for r in resources if r.type == CONFIG and r.name == f"{service}-env")
+    text = base64.b64decode(config.inputs["data"]).decode() + line + "\n"
+    config.inputs["data"] = base64.b64encode(text.encode()).decode()
+    return resources
+
+
+@pytest.mark.parametrize("line", [f"DATABASE_URL='postgresql://carecircle:{STRONG}@ep-x.neon.tech/carecircle'",
+                                  f"STRIPE_API_KEY={STRONG}", f"LEGACY='rediss://default:{STRONG}@eu1.upstash.io:6379'"])
+def test_a_credential_in_a_services_env_file_is_refused_like_one_in_its_environment(stacks, line):
+    """A Swarm config is plain text to anyone who can `docker config inspect` it."""
+    resources = with_env_file_line(stacks["prod"], "carecircle-prod-api-blue", line)
+    assert fired(resources) == {"swarm-no-env-secrets"}
+    [violation] = [v for v in check(resources) if v.policy == "swarm-no-env-secrets"]
+    assert "(Swarm config)" in violation.message and line.split("=", 1)[0] in violation.message
+
+
+def test_a_swarm_secrets_value_in_an_env_file_is_refused_and_pointers_pass(stacks):
+    secret = stacks["prod"].get(SECRET, "carecircle-prod-jwt-secret")
+    value = base64.b64decode(secret.inputs["data"]).decode()
+    resources = with_env_file_line(stacks["prod"], "carecircle-prod-workers", f"FEATURE_SEED='{value}'")
+    assert "FEATURE_SEED holds the value of Swarm secret carecircle-prod-jwt-secret" in check(resources)[0].message
+    pointers = with_env_file_line(stacks["prod"], "carecircle-prod-workers", "SMTP_PASSWORD_FILE='/run/secrets/smtp_password'")
+    assert fired(pointers) == set()
+
+
 # --- service-operability -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("break_it", [

@@ -73,7 +73,15 @@ def test_prod_runs_images_pinned_by_digest():
     found = problem("prod", overrides={"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})["carecircle:workersImage"]
     assert "pinned by digest" in found.message
     assert found.fix == "pulumi config set carecircle:workersImage 'ghcr.io/carecircle/api:1.0.0@sha256:<digest>' --stack prod"
-    evaluate_stack("staging", overrides={"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})
+
+
+def test_a_swarm_services_image_is_pinned_by_digest_in_staging_too():
+    """Docker pins a tag to tag@digest when it creates a service; the provider reads that back, and the next
+    pulumi up would send the bare tag again: every task rolled onto whatever the tag means by then."""
+    found = problem("staging", overrides={"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})["carecircle:workersImage"]
+    assert "Docker pins a tag to its digest when it creates the service" in found.message
+    assert found.fix == "pulumi config set carecircle:workersImage 'ghcr.io/carecircle/api:1.0.0@sha256:<digest>' --stack staging"
+    evaluate_stack("staging", overrides={**ENGINE, "carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})  # containers: a tag is kept
 
 
 def test_service_names_stay_dns_labels():

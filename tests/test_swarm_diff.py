@@ -174,3 +174,18 @@ def test_a_service_swarm_cannot_update_in_place_is_replaced_create_first():
     fixed = copy.deepcopy(after)
     fixed.inputs["name"] = "carecircle-prod-workers"
     assert effects.effect(change, fixed, fixed).startswith("replaced delete-first (the program fixed its name)")
+
+
+def test_a_change_under_ignore_changes_is_reported_as_kept_never_as_a_replacement():
+    """The overlay networks ignore `options` (the engine adds its VXLAN id): a program that changed them would
+    see nothing happen on `pulumi up`; the diff says so instead of announcing a replacement."""
+    before = evaluate_stack("prod")
+    after = copy.deepcopy(before)
+    network = next(r for r in after.resources if r.type == "docker:index/network:Network")
+    network.inputs["options"] = {"encrypted": "", "com.example.extra": "1"}
+    changes = diffing.diff(diffing.snapshot(before), diffing.snapshot(after), across_stacks=False)
+    [kept] = [c for c in changes if c.name == network.name]
+    assert (kept.action, kept.inputs, kept.ignored) == ("no live change", (), ("options.com.example.extra",))
+    assert "keeps the previous value: options.com.example.extra" in diffing.text(changes)
+    assert "changed but ignored (ignore_changes)" in diffing.markdown("prod", changes)
+    assert json.loads(diffing.as_json(changes)) == []  # nothing for a script to act on

@@ -31,6 +31,11 @@ def generated(evaluation, fragment: str) -> str:
     return next(name for name in evaluation.outputs["services"] if fragment in name)
 
 
+def network(evaluation, role: str) -> str:
+    """The name Pulumi generated for the stack's `role` overlay network."""
+    return next(name for name in evaluation.outputs["networks"] if name.startswith(f"carecircle-{evaluation.stack}-{role}-"))
+
+
 def test_each_swarm_service_is_reported_with_its_generated_name_role_and_spec(stacks, reports):
     prod = reports["prod"]
     assert prod["platform"] == "swarm" and set(prod["swarm_services"]) == {"api-blue", "workers"}
@@ -38,7 +43,8 @@ def test_each_swarm_service_is_reported_with_its_generated_name_role_and_spec(st
     assert api["name"] == generated(stacks["prod"], "-api-blue-") and api["resource"] == "carecircle-prod-api-blue"
     assert (api["role"], api["pool"], api["mode"], api["replicas"]) == ("api", "blue", "replicated", 3)
     assert api["image"] == "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
-    assert api["networks"] == ["carecircle-prod-edge", "carecircle-prod-backend"]  # ids mapped back to the Network resources
+    # ids mapped back to the Network resources, by the names Pulumi generates
+    assert api["networks"] == [network(stacks["prod"], "edge"), network(stacks["prod"], "backend")]
     assert api["endpoint_mode"] == "dnsrr" and api["published_ports"] == []
     assert api["update"] == {"order": "start-first", "parallelism": 1, "delay": "10s", "monitor": "15s",
                              "failure_action": "rollback", "max_failure_ratio": "0"}
@@ -50,11 +56,11 @@ def test_each_swarm_service_is_reported_with_its_generated_name_role_and_spec(st
     assert api["log_rotation"] == {"driver": "json-file", "max-size": "10m", "max-file": "3"}
     assert (api["stop_signal"], api["stop_grace_period"]) == ("SIGTERM", "30s")
     assert api["healthcheck"]["test"][:2] == ["CMD", "node"] and api["healthcheck"]["interval"] == "10s"
-    assert api["converge"] == {"delay": "5s", "timeout": "300s"}
+    assert api["converge"] is None and api["rollout_wait_seconds"] == 300  # the rollout gate waits, not the provider
     workers = prod["swarm_services"]["workers"]
     assert (workers["role"], workers["pool"], workers["replicas"]) == ("workers", None, 3)
-    assert workers["networks"] == ["carecircle-prod-backend", "carecircle-prod-egress"]
-    assert workers["command"] == ["node", "dist/worker.js"] and workers["stop_grace_period"] == "120s"
+    assert workers["networks"] == [network(stacks["prod"], "backend"), network(stacks["prod"], "egress")]
+    assert workers["command"] == ["node", "dist/worker.js"] and workers["stop_grace_period"] == "2m"
     assert reports["staging"]["swarm_services"]["api-blue"]["placement"]["max_per_node"] == 0
 
 
@@ -98,10 +104,11 @@ def test_each_container_shows_the_node_it_runs_on(reports):
         assert data["edge_nodes"] == EDGE[stack] and data["monitoring_node"] == MONITORING[stack]
 
 
-def test_networks_show_overlay_encryption(reports):
+def test_networks_show_overlay_encryption(stacks, reports):
+    prod = stacks["prod"]
     assert {n["name"]: (n["driver"], n["internal"], n["encrypted"], n["attachable"]) for n in reports["prod"]["networks"]} == {
-        "carecircle-prod-backend": ("overlay", True, True, True), "carecircle-prod-edge": ("overlay", False, True, True),
-        "carecircle-prod-egress": ("overlay", False, True, True)}
+        network(prod, "backend"): ("overlay", True, True, True), network(prod, "edge"): ("overlay", False, True, True),
+        network(prod, "egress"): ("overlay", False, True, True)}
 
 
 def test_swarm_secrets_by_name_and_source_and_the_ones_that_travel_another_way(reports):
@@ -207,8 +214,9 @@ def diagram_edges(diagram: str) -> tuple[set[tuple[str, str, str]], set[tuple[st
     return exposures, members, declared
 
 
-def test_prod_diagram_shows_each_edge_nodes_ports_and_preview_exactly(reports):
+def test_prod_diagram_shows_each_edge_nodes_ports_and_preview_exactly(stacks, reports):
     exposures, members, declared = diagram_edges(report.mermaid(reports["prod"]))
+    edge_net, backend, egress = (network(stacks["prod"], role).replace("-", "_") for role in ("edge", "backend", "egress"))
     edge = {i: f"node_edge_{i}_prod_carecircle_example" for i in (1, 2)}
     assert exposures == {
         ("internet", "0.0.0.0:80", "carecircle_prod_gateway_1"), ("internet", "0.0.0.0:443", "carecircle_prod_gateway_1"),
@@ -221,12 +229,12 @@ def test_prod_diagram_shows_each_edge_nodes_ports_and_preview_exactly(reports):
     assert declared["carecircle_prod_prometheus"] == "node_monitoring_1_prod_carecircle_example"
     assert declared["svc_api_blue"] == declared["svc_workers"] == "swarm_services"
     assert members == {
-        ("carecircle_prod_gateway_1", "carecircle_prod_edge"), ("carecircle_prod_gateway_2", "carecircle_prod_edge"),
-        ("carecircle_prod_nginx_exporter_1", "carecircle_prod_edge"), ("carecircle_prod_nginx_exporter_1", "carecircle_prod_backend"),
-        ("carecircle_prod_nginx_exporter_2", "carecircle_prod_edge"), ("carecircle_prod_nginx_exporter_2", "carecircle_prod_backend"),
-        ("carecircle_prod_prometheus", "carecircle_prod_backend"),
-        ("svc_api_blue", "carecircle_prod_edge"), ("svc_api_blue", "carecircle_prod_backend"),
-        ("svc_workers", "carecircle_prod_backend"), ("svc_workers", "carecircle_prod_egress"),
+        ("carecircle_prod_gateway_1", edge_net), ("carecircle_prod_gateway_2", edge_net),
+        ("carecircle_prod_nginx_exporter_1", edge_net), ("carecircle_prod_nginx_exporter_1", backend),
+        ("carecircle_prod_nginx_exporter_2", edge_net), ("carecircle_prod_nginx_exporter_2", backend),
+        ("carecircle_prod_prometheus", backend),
+        ("svc_api_blue", edge_net), ("svc_api_blue", backend),
+        ("svc_workers", backend), ("svc_workers", egress),
     }
 
 

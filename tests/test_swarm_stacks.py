@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -16,6 +17,7 @@ from helpers import bundle_files
 
 SERVICE = "docker:index/service:Service"
 SECRET = "docker:index/secret:Secret"
+CONFIG = "docker:index/serviceConfig:ServiceConfig"
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:local:Command"
@@ -32,6 +34,16 @@ def swarm(request) -> Evaluation:
 def services(evaluation: Evaluation) -> dict[str, dict]:
     """Service inputs by logical name."""
     return {r.name: r.inputs for r in evaluation.of_type(SERVICE)}
+
+
+def env_file(evaluation: Evaluation, service: str) -> dict[str, str]:
+    """The plain settings a service's tasks read (its dotenv file, a Swarm config), by name."""
+    text = base64.b64decode(evaluation.get(CONFIG, f"{service}-env").inputs["data"]).decode()
+    return dict(re.fullmatch(r"([A-Z0-9_]+)='([^']*)'", line).groups() for line in text.splitlines())  # type: ignore[union-attr]
+
+
+def network_name(evaluation: Evaluation, role: str) -> str:
+    return next(name for name in evaluation.outputs["networks"] if name.startswith(f"carecircle-{evaluation.stack}-{role}-"))
 
 
 def provider_host(evaluation: Evaluation, reference: str) -> str:
@@ -59,7 +71,7 @@ def test_every_change_inside_a_pool_is_a_start_first_rolling_update_that_rolls_b
         assert update == {"parallelism": 1, "order": "start-first", "failureAction": "rollback", "delay": "10s", "monitor": "15s",
                           "maxFailureRatio": "0"}, name
         assert rollback["order"] == "start-first" and rollback["failureAction"] == "pause"
-        assert inputs["convergeConfig"] == {"delay": "5s", "timeout": "300s"}
+        assert "convergeConfig" not in inputs  # the rollout gate waits, and a failed create keeps the service to look at
         assert inputs["endpointSpec"] == {"mode": "dnsrr"}  # tasks.<service>, no virtual IP
 
 
@@ -81,7 +93,23 @@ def test_replicas_spread_and_are_limited(swarm):
     assert container["stopSignal"] == "SIGTERM" and container["stopGracePeriod"] == "30s"
     assert container["healthcheck"]["tests"][:2] == ["CMD", "node"] and container["healthcheck"]["interval"] == "10s"
     workers = services(swarm)[f"carecircle-{stack}-workers"]["taskSpec"]["containerSpec"]
-    assert workers["stopGracePeriod"] == "120s" and workers["commands"] == ["node", "dist/worker.js"]
+    # 120 s, written as the provider reads it back ("120s" would be a change on every pulumi up)
+    assert workers["stopGracePeriod"] == "2m" and workers["commands"] == ["node", "dist/worker.js"]
+
+
+def test_a_service_is_declared_as_the_provider_reads_it_back(swarm):
+    for name, inputs in services(swarm).items():
+        container = inputs["taskSpec"]["containerSpec"]
+        # One variable: the provider sends a map's entries in a new order each time, and Swarm restarts
+        # every task when the order changes; the settings come in a file instead.
+        assert container["env"] == {"DOTENV_CONFIG_PATH": "/run/configs/carecircle.env"}
+        config = swarm.get(CONFIG, f"{name}-env")
+        assert container["configs"] == [{"configId": f"{config.autoname}-id", "configName": config.autoname,
+                                         "fileName": "/run/configs/carecircle.env"}]
+        assert "name" not in config.inputs  # a new content is a new config, created before the old one goes
+        resource = next(r for r in swarm.of_type(SERVICE) if r.name == name)
+        assert resource.ignore_changes == ("taskSpec.placement.platforms",)  # the Docker client writes the registry's list
+        assert "@sha256:" in container["image"]  # a tag would be pinned at create, then unpinned by the next pulumi up
 
 
 def test_secrets_are_swarm_secret_files_never_environment_values(swarm):
@@ -94,31 +122,52 @@ def test_secrets_are_swarm_secret_files_never_environment_values(swarm):
     assert all(r.secret_inputs == {"data"} and "name" not in r.inputs for r in secrets.values())
     for name, inputs in services(swarm).items():
         container = inputs["taskSpec"]["containerSpec"]
+        settings = env_file(swarm, name)
         mounted = {m["fileName"]: m for m in container["secrets"]}
         assert {"database_url", "redis_url", "rabbitmq_url"} <= set(mounted)
         for file_name, mount in mounted.items():
             secret = secrets[f"carecircle-{stack}-{file_name.replace('_', '-')}"]
             assert mount["secretId"] == f"{mount['secretName']}-id" and mount["secretName"].startswith(secret.name)
-            assert container["env"][f"{file_name.upper()}_FILE"] == f"/run/secrets/{file_name}"
-        plain = json.dumps(container["env"])
+            assert settings[f"{file_name.upper()}_FILE"] == f"/run/secrets/{file_name}"
+        plain = json.dumps([container["env"], settings])
         assert not [value for value in decoded.values() if value in plain], f"{name}: a secret in its environment"
     api = services(swarm)[f"carecircle-{stack}-api-blue"]["taskSpec"]["containerSpec"]
     assert "jwt_secret" in {m["fileName"] for m in api["secrets"]}
-    assert not {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET"} & set(api["env"])
+    assert not {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET"} & set(env_file(swarm, f"carecircle-{stack}-api-blue"))
 
 
-def test_overlay_networks_attachable_internal_backend_and_referenced_by_id(swarm):
+def test_the_api_keeps_serving_until_every_gateway_stopped_resolving_it_and_workers_report_to_sentry():
+    sentry = {"carecircle:sentryDsn": "https://public@o1.ingest.sentry.example/42"}
+    evaluation = evaluate_stack("prod", overrides={"carecircle:gatewayResolverValid": "7s"}, secrets=sentry)
+    api = env_file(evaluation, "carecircle-prod-api-blue")
+    assert api["SHUTDOWN_DELAY_SECONDS"] == "10"  # the resolver's validity (7 s) plus the 3 s margin
+    workers = next(r for r in evaluation.of_type(SERVICE) if r.name == "carecircle-prod-workers")
+    assert "sentry_dsn" in {m["fileName"] for m in workers.inputs["taskSpec"]["containerSpec"]["secrets"]}
+    assert env_file(evaluation, "carecircle-prod-workers")["SENTRY_DSN_FILE"] == "/run/secrets/sentry_dsn"
+
+
+def test_overlay_networks_attachable_internal_backend_autonamed_and_referenced_by_id(swarm):
     stack = swarm.stack
     networks = {r.name: r for r in swarm.of_type(NETWORK)}
     assert {n: (r.inputs["driver"], r.inputs["attachable"], r.inputs["internal"]) for n, r in networks.items()} == {
-        "networks-edge": ("overlay", True, False), "networks-backend": ("overlay", True, True), "networks-egress": ("overlay", True, False)}
+        f"carecircle-{stack}-edge-encrypted": ("overlay", True, False), f"carecircle-{stack}-backend-encrypted": ("overlay", True, True),
+        f"carecircle-{stack}-egress-encrypted": ("overlay", True, False)}
     for network in networks.values():
         assert network.inputs["options"] == {"encrypted": ""}  # IPsec between nodes (prod must)
         assert network.ignore_changes == ("options",)  # the engine adds its VXLAN id; not a change
+        assert "name" not in network.inputs  # named by Pulumi: a replacement is created first
     api = services(swarm)[f"carecircle-{stack}-api-blue"]["taskSpec"]["networksAdvanceds"]
     workers = services(swarm)[f"carecircle-{stack}-workers"]["taskSpec"]["networksAdvanceds"]
-    assert api == [{"id": "networks-edge-id"}, {"id": "networks-backend-id"}]
-    assert workers == [{"id": "networks-backend-id"}, {"id": "networks-egress-id"}]
+    assert api == [{"id": f"{network_name(swarm, 'edge')}-id"}, {"id": f"{network_name(swarm, 'backend')}-id"}]
+    assert workers == [{"id": f"{network_name(swarm, 'backend')}-id"}, {"id": f"{network_name(swarm, 'egress')}-id"}]
+
+
+def test_switching_encryption_is_new_networks_never_an_ignored_change():
+    encrypted = evaluate_stack("staging")
+    plain = evaluate_stack("staging", overrides={"carecircle:swarmEncryptOverlays": False})
+    names = {r.name for r in plain.of_type(NETWORK)}
+    assert names == {f"carecircle-staging-{role}" for role in ("edge", "backend", "egress")}
+    assert not names & {r.name for r in encrypted.of_type(NETWORK)}  # other URNs: created first, the old ones deleted last
 
 
 def test_a_gateway_on_each_edge_node_routes_to_the_active_pools_tasks(swarm):
@@ -131,7 +180,7 @@ def test_a_gateway_on_each_edge_node_routes_to_the_active_pools_tasks(swarm):
         gateway = swarm.get(CONTAINER, f"gateway-{index}-container")
         assert gateway.inputs["name"] == f"carecircle-{stack}-gateway-{index}"
         assert provider_host(swarm, gateway.provider) == edge  # created by the edge node's own engine
-        assert [n["name"] for n in gateway.inputs["networksAdvanced"]] == [f"carecircle-{stack}-edge"]
+        assert [n["name"] for n in gateway.inputs["networksAdvanced"]] == [network_name(swarm, "edge")]
         assert {int(p["external"]) for p in gateway.inputs["ports"]} == {80, 443, 8081}
         apply = swarm.get(COMMAND, f"gateway-{index}-config")
         assert apply.inputs["environment"]["DOCKER_HOST"] == edge
@@ -167,7 +216,7 @@ def test_prometheus_and_its_volume_live_on_the_monitoring_node(swarm):
     volume = swarm.get("docker:index/volume:Volume", "monitoring-prometheus-data")
     assert provider_host(swarm, prometheus.provider) == provider_host(swarm, volume.provider) == config["carecircle:swarmMonitoringHost"]
     assert volume.protect and volume.retain_on_delete
-    assert [n["name"] for n in prometheus.inputs["networksAdvanced"]] == [f"carecircle-{stack}-backend"]
+    assert [n["name"] for n in prometheus.inputs["networksAdvanced"]] == [network_name(swarm, "backend")]
     bundle = bundle_files(swarm.get(COMMAND, "monitoring-config").inputs["stdin"])["prometheus.yml"]
     api_service = next(name for name in swarm.outputs["services"] if "-api-blue-" in name)
     assert f'names: ["tasks.{api_service}"]' in bundle
@@ -189,9 +238,32 @@ def test_idle_pool_is_a_second_service_and_the_switch_touches_only_the_gateways(
     release = {"carecircle:apiGreenImage": "ghcr.io/carecircle/api:1.1.0@sha256:" + "1" * 64, "carecircle:apiGreenReplicas": 3}
     both = evaluate_stack("prod", overrides=release)
     assert sorted(services(both)) == ["carecircle-prod-api-blue", "carecircle-prod-api-green", "carecircle-prod-workers"]
-    green = services(both)["carecircle-prod-api-green"]["taskSpec"]["containerSpec"]
-    assert "carecircle.pool=green" in green["env"]["OTEL_RESOURCE_ATTRIBUTES"]
+    assert "carecircle.pool=green" in env_file(both, "carecircle-prod-api-green")["OTEL_RESOURCE_ATTRIBUTES"]
     switched = evaluate_stack("prod", overrides={**release, "carecircle:apiActiveColor": "green"})
     green_service = next(name for name in switched.outputs["services"] if "-api-green-" in name)
     conf = bundle_files(switched.get(COMMAND, "gateway-1-config").inputs["stdin"])["next.conf"]
     assert f"server tasks.{green_service}:3000 resolve" in conf
+
+
+def test_gateways_are_replaced_one_edge_at_a_time():
+    prod = evaluate_stack("prod")
+    second = prod.get(CONTAINER, "gateway-2-container")
+    readmitted = prod.get(COMMAND, "gateway-1-readmitted")
+    assert readmitted.urn in second.dependencies  # gateway 2 goes only once gateway 1 serves again...
+    assert readmitted.inputs["create"] == "sleep 10" and readmitted.inputs["triggers"] == ["gateway-1-container-id"]
+    assert prod.get(COMMAND, "gateway-1-config").urn in readmitted.dependencies  # ...configured, and re-admitted
+    staging = evaluate_stack("staging")  # one edge: nothing to wait for
+    assert not [r for r in staging.of_type(COMMAND) if r.name.endswith("-readmitted")]
+
+
+def test_every_node_pulls_with_the_stacks_registry_credentials():
+    credentials = json.dumps([{"address": "ghcr.io", "username": "carecircle-deploy", "password": "token-3f9a1c"}])
+    prod = evaluate_stack("prod", secrets={"docker:registryAuth": credentials})
+    providers = prod.of_type(PROVIDER)
+    assert {p.name for p in providers} == {"edge-node-1", "edge-node-2", "monitoring-node"}
+    for provider in providers:
+        # (a provider's inputs reach the engine as JSON text)
+        assert json.loads(provider.inputs["registryAuth"]) == [{"address": "ghcr.io", "username": "carecircle-deploy",
+                                                                "password": "token-3f9a1c"}]
+        assert "registryAuth" in provider.secret_inputs
+    assert "token-3f9a1c" not in json.dumps([{k: v for k, v in r.inputs.items() if k not in r.secret_inputs} for r in prod.resources])

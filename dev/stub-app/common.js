@@ -1,6 +1,25 @@
-// Shared by the stand-ins: the image contract's environment (secrets from <NAME>_FILE), identity.
+// Shared by the stand-ins: the image contract's environment (plain settings from the dotenv file named by
+// DOTENV_CONFIG_PATH, secrets from <NAME>_FILE), identity.
 const crypto = require("crypto");
 const fs = require("fs");
+
+// Plain settings may come as a dotenv file (KEY='value' lines; what a swarm stack mounts, so that a
+// service's env is one variable whose order cannot change). Loaded before anything reads the environment;
+// a variable already set wins, as dotenv's own loader does. An unreadable file stops the process.
+function loadDotenv(path) {
+  let text;
+  try {
+    text = fs.readFileSync(path, "utf8");
+  } catch (err) {
+    console.error(`cannot read DOTENV_CONFIG_PATH (${path}): ${err.code || err.message}`);
+    process.exit(1);
+  }
+  for (const line of text.split(/\r?\n/)) {
+    const match = line.match(/^([A-Za-z_][A-Za-z0-9_]*)=(?:'([^']*)'|(.*))$/);
+    if (match && process.env[match[1]] === undefined) process.env[match[1]] = match[2] ?? match[3];
+  }
+}
+if (process.env.DOTENV_CONFIG_PATH) loadDotenv(process.env.DOTENV_CONFIG_PATH);
 
 // A setting that may be a secret: <NAME>_FILE (a file, e.g. a Docker secret under /run/secrets) wins
 // over <NAME>. A named file that cannot be read stops the process: a task must not start half-configured.

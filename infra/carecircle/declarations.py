@@ -65,7 +65,8 @@ def gateway_bundle_output(settings: Settings, upstream_map: pulumi.Input[Mapping
 
 
 def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_name: str, edge_network: pulumi.Input[str],
-                 bundle: pulumi.Input[str], docker_host: Optional[str], upstreams_ready: Sequence[pulumi.Resource]) -> GatewayArgs:
+                 bundle: pulumi.Input[str], docker_host: Optional[str], upstreams_ready: Sequence[pulumi.Resource],
+                 after: Sequence[pulumi.Resource] = (), balancer_recovery_seconds: Optional[int] = None) -> GatewayArgs:
     """A gateway container's arguments: what differs between platforms is where it runs and what it waits for."""
     tls_host_paths = None
     if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
@@ -83,6 +84,8 @@ def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_nam
         runtime=runtime,
         docker_host=docker_host,
         upstreams_ready=upstreams_ready,
+        after=after,
+        balancer_recovery_seconds=balancer_recovery_seconds,
     )
 
 

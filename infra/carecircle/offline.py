@@ -120,8 +120,10 @@ def _fake_value(name: str, length: int) -> str:
 class EngineLikeMocks(pulumi.runtime.Mocks):
     """Resource outputs as the engine would return them, for the resources this program uses."""
 
-    def __init__(self, evaluation: Optional["Evaluation"] = None):
+    def __init__(self, evaluation: Optional["Evaluation"] = None, renamed: Optional[Mapping[str, int]] = None):
         self.evaluation = evaluation
+        # Logical name -> how many times the engine has named it anew (replacements it was asked for, `--replace`).
+        self.renamed = dict(renamed or {})
         # (type, name) -> the resource's ignore_changes paths (filled by RecordingMonitor before each registration)
         self.ignored: dict[tuple[str, str], tuple[str, ...]] = {}
 
@@ -134,6 +136,8 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
             ignored = self.ignored.get((args.typ, args.name), ())
             replacing = {path: value for path, value in _leaves(args.inputs) if replaces(args.typ, path)
                          and not any(path == p or path.startswith(p + ".") for p in ignored)}
+            if self.renamed.get(args.name):
+                replacing["(replaced)"] = self.renamed[args.name]
             state["name"] = f"{args.name}-{hashlib.sha256(json.dumps(replacing, sort_keys=True, default=str).encode()).hexdigest()[:7]}"
             return f"{state['name']}-id", state
         if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
@@ -204,8 +208,10 @@ def evaluate_config(
     config: Mapping[str, str],
     secret_keys: set[str],
     program: Optional[Callable[[], None]] = None,
+    renamed: Optional[Mapping[str, int]] = None,
 ) -> Evaluation:
-    """Run `program` (default: the CareCircle program) under mocks with this config."""
+    """Run `program` (default: the CareCircle program) under mocks with this config. `renamed`: logical name
+    -> how many times a `pulumi up --replace` named that resource anew (each time, a new generated name)."""
     if program is None:
         from .program import declare_stack as program
 
@@ -218,7 +224,7 @@ def evaluate_config(
     loop.set_default_executor(pool)
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys))
-    mocks = EngineLikeMocks(evaluation)
+    mocks = EngineLikeMocks(evaluation, renamed)
     monitor = RecordingMonitor(mocks, evaluation)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     # set_mocks keeps the previous run's root stack (pulumi#8280); each evaluation gets its own.
@@ -265,9 +271,10 @@ def evaluate_stack(
     root: Path = REPO_ROOT,
     overrides: Optional[Mapping[str, Any]] = None,
     secrets: Optional[Mapping[str, str]] = None,
+    renamed: Optional[Mapping[str, int]] = None,
 ) -> Evaluation:
-    """Evaluate a stack from its files, changed as stack_config says."""
-    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets))
+    """Evaluate a stack from its files, changed as stack_config says (and `renamed` named anew)."""
+    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets), renamed=renamed)
 
 
 def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None):

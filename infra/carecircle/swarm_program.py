@@ -139,21 +139,35 @@ def swarm_upstreams(settings: Settings, services: Mapping[str, str]) -> dict[str
 def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
                      providers: list[docker.Provider]) -> list[Gateway]:
     """A gateway container on each edge node, reloaded in place as in engine mode (no Swarm config,
-    which would restart it): its upstreams are the pools' tasks by DNS name."""
+    which would restart it): its upstreams are the pools' tasks by DNS name. Each waits for the one
+    before it, so replacements (delete-first) go one edge at a time."""
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
     bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)))
-    return [Gateway(f"gateway-{index}", gateway_args(
-        settings, runtime, container_name=settings.docker_name("gateway", str(index)), edge_network=networks.edge.name,
-        bundle=bundle, docker_host=host,
-        # Switched only once every pool it names rolled out completely.
-        upstreams_ready=[pool.rollout for pool in pools.values()],
-    ), pulumi.ResourceOptions(providers=[provider])) for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1)]
+    gateways: list[Gateway] = []
+    for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1):
+        gateways.append(Gateway(f"gateway-{index}", gateway_args(
+            settings, runtime, container_name=settings.docker_name("gateway", str(index)), edge_network=networks.edge.name,
+            bundle=bundle, docker_host=host,
+            # Switched only once every pool it names rolled out completely.
+            upstreams_ready=[pool.rollout for pool in pools.values()],
+            after=[gateways[-1].serving] if gateways else [],
+            balancer_recovery_seconds=settings.swarm_balancer_recovery_seconds if len(settings.swarm_edge_hosts) > 1 else None,
+        ), pulumi.ResourceOptions(providers=[provider])))
+    return gateways
+
+
+def node_provider(name: str, host: str, settings: Settings) -> docker.Provider:
+    """The docker provider of one node, with the stack's registry credentials (the default provider reads
+    docker:registryAuth itself; a provider the program declares gets only what it is given)."""
+    return docker.Provider(name, host=host, registry_auth=[docker.ProviderRegistryAuthArgs(
+        address=credential.address, username=credential.username, password=secret_output(credential.password))
+        for credential in settings.registry_auth] or None)
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
                        gateways: list[Gateway], edge_providers: list[docker.Provider]) -> Monitoring:
     """Prometheus with its protected volume on the monitoring node; an nginx exporter beside each gateway."""
-    provider = docker.Provider("monitoring-node", host=settings.swarm_monitoring_host)
+    provider = node_provider("monitoring-node", settings.swarm_monitoring_host, settings)  # type: ignore[arg-type]
     exporters = [ExporterSpec(
         key=f"nginx-exporter-{index}",
         container_name=name,
@@ -191,7 +205,7 @@ def declare_swarm(settings: Settings) -> dict[str, Any]:
     secrets = declare_secrets(settings)
     pools, workers = declare_apps(settings, networks, secrets)
     runtime = container_runtime(settings)
-    edge_providers = [docker.Provider(f"edge-node-{index}", host=host) for index, host in enumerate(settings.swarm_edge_hosts, 1)]
+    edge_providers = [node_provider(f"edge-node-{index}", host, settings) for index, host in enumerate(settings.swarm_edge_hosts, 1)]
     gateways = declare_gateways(settings, runtime, networks, pools, edge_providers)
     monitoring = declare_monitoring(settings, runtime, networks, pools, gateways, edge_providers) if settings.monitoring_enabled else None
     return {

@@ -16,6 +16,7 @@ planned state), so the next plan diffs against what the provider believes, not w
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterable, Optional
 
 import docker
@@ -95,7 +96,7 @@ class EngineApplier:
                 if resource.urn not in done_early:
                     result.created.append(resource.name)
                 continue
-            inputs = declared_inputs(resource, Resolver(self.ctx.live))
+            inputs = self._inputs(resource)
             action, paths, planned = change_of(resource, old, inputs, targets)
             if paths:
                 result.changed[resource.name] = paths
@@ -226,8 +227,16 @@ class EngineApplier:
             raise EngineApplyError(f"{resource.name}: provider {resource.provider} was not applied")
         return provider.state.get("host") or self.ctx.default_host
 
-    def _create(self, resource: DeclaredResource, kind: Kind, replacement: bool = False) -> Live:
-        inputs = declared_inputs(resource, Resolver(self.ctx.live))
+    def _inputs(self, resource: DeclaredResource) -> dict:
+        return declared_inputs(resource, Resolver(self.ctx.live))
+
+    def _create(self, resource: DeclaredResource, kind: Kind, replacement: bool = False, replaces: Optional[Live] = None) -> Live:
+        inputs = self._inputs(resource)
+        if replaces is not None and resource.autoname and inputs.get("name") == replaces.state.get("name"):
+            # The engine names a replacement anew (Check without the old inputs draws a new suffix); an
+            # evaluation that kept the name cannot say what the resources that take it as an input do.
+            raise EngineApplyError(f"{resource.type} {resource.name!r} is replaced create-first under its old name "
+                                   f"{inputs['name']!r}: evaluate the stack with renamed=[{resource.name!r}] (offline.py)")
         self._seq += 1
         live = Live(declared=resource, inputs=inputs, state={}, id=None, host=self._host_of(resource), seq=self._seq)
         planned = kind.initial(inputs)
@@ -242,6 +251,7 @@ class EngineApplier:
     def _record_read(self, live: Live, kind: Kind, planned: dict) -> None:
         """The state after a create or update: the planned state with what the provider's Read sets."""
         live.state = planned
+        time.sleep(kind.read_delay)
         read = kind.read(self.ctx, live)
         if read is not None:
             live.state = {**planned, **read}
@@ -284,7 +294,7 @@ class EngineApplier:
             del self.ctx.live[old.urn]
             self._superseded.append(old)
         try:
-            self._create(resource, kind, replacement=True)
+            self._create(resource, kind, replacement=True, replaces=old)
         except Exception:
             if not first and resource.urn not in self.ctx.live:  # the old one is still the live one
                 self._superseded.remove(old)
@@ -293,10 +303,12 @@ class EngineApplier:
         self.ctx.result.replaced.append(resource.name)
 
     def _refresh(self) -> None:
-        for live in list(self.ctx.live.values()):
-            kind = kind_of(live.type)
-            if kind is None or not kind.on_engine or not live.id:
-                continue
+        """Read every resource back. Pulumi refreshes in parallel: the reads' first-look delays overlap, so
+        they are waited once."""
+        entries = [(live, kind_of(live.type)) for live in list(self.ctx.live.values())]
+        entries = [(live, kind) for live, kind in entries if kind is not None and kind.on_engine and live.id]
+        time.sleep(max((kind.read_delay for _, kind in entries), default=0))
+        for live, kind in entries:
             read = kind.read(self.ctx, live)
             if read is None:  # gone: Pulumi drops it from the state, and the next plan creates it
                 del self.ctx.live[live.urn]

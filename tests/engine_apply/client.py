@@ -11,6 +11,7 @@ import docker.errors
 
 from .errors import EngineApplyError, EngineError
 from .records import ApiRequest, ApplyResult, Live
+from .registry import registry_auth_entries
 
 DOCKER_PROVIDERS = ("pulumi:providers:docker", "docker:index/provider:Provider")
 
@@ -74,7 +75,7 @@ class Context:
     def registry_auth(self, live: Live) -> list[dict]:
         """The registry_auth of the provider that manages `live`."""
         provider = self.provider_of(live)
-        return list(provider.state.get("registryAuth") or []) if provider else list(self.default_registry_auth)
+        return registry_auth_entries(provider.state.get("registryAuth") or []) if provider else list(self.default_registry_auth)
 
     def warn(self, live: Live, message: str) -> None:
         self.result.warnings.append(f"{live.name}: {message}")

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from .values import boolean, string
+
 DEFAULT_DOMAIN = "docker.io"
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
@@ -101,6 +103,26 @@ def digest_warning(image: str) -> str:
 
 
 # -- credentials ------------------------------------------------------------------------------
+
+REGISTRY_AUTH_KEYS = {"address": string, "username": string, "password": string, "authDisabled": boolean}
+
+
+def registry_auth_entries(value: Any) -> list[dict]:
+    """registry_auth as the engine hands a provider its inputs (JSON text) or as a list: the entries with
+    the keys the applier knows (config files are not read)."""
+    entries = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"expected a list of registry credentials, got {value!r}")
+    for entry in entries:
+        unknown = set(entry) - set(REGISTRY_AUTH_KEYS)
+        if unknown or "address" not in entry:
+            raise ValueError(f"a registry credential has keys {sorted(entry)}; engine_apply knows {sorted(REGISTRY_AUTH_KEYS)}")
+        for key, check in REGISTRY_AUTH_KEYS.items():
+            if key in entry:
+                check(entry[key])
+    return entries
+
+
 
 
 def registry_host(address: str) -> str:

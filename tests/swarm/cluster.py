@@ -359,6 +359,17 @@ class SwarmNode:
         return run(["nsenter", f"--net=/var/run/netns/{self.netns}", *argv], timeout=timeout, check=check)
 
 
+@dataclass
+class ExtraHost:
+    """A network namespace on the cluster's bridge that is not a swarm node (see SwarmCluster.add_host)."""
+
+    name: str
+    address: str
+    netns: str
+    veth: str
+    dir: Path
+
+
 class SwarmCluster:
     """N dockerd nodes in network namespaces forming one swarm.
 
@@ -392,6 +403,7 @@ class SwarmCluster:
         self.gateway = ""
         self.dns: NxDomainServer | None = None
         self.nodes: dict[str, SwarmNode] = {}
+        self.extra_hosts: dict[str, ExtraHost] = {}
         self.timings: dict[str, float] = {}
         self.images: dict[str, str] = {}  # tag -> image id on every node (filled by images.py)
         self.state: dict[str, Any] = {}
@@ -483,6 +495,28 @@ class SwarmCluster:
         self._wait_daemon(node)
         self.wait_node_state(name, "ready", timeout=timeout or self.start_timeout)
         return time.monotonic() - t0
+
+    def add_host(self, name: str) -> ExtraHost:
+        """A network namespace of its own on the cluster's bridge (not a swarm node), for a service the
+        nodes reach (a registry). Torn down with the cluster; a process whose command line names a path
+        under the session directory is stopped with it."""
+        index = 200 + len(self.extra_hosts)
+        host = ExtraHost(name=name, address=str(list(self.subnet.hosts())[index - 1]), netns=f"{PREFIX}{self.sid}-{name}",
+                         veth=f"{self.short}x{len(self.extra_hosts)}", dir=self.dir / name)
+        host.dir.mkdir()
+        run(["ip", "netns", "add", host.netns])
+        self.state["netns"].append(host.netns)
+        self._save_state()
+        run(["ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns])
+        self.state["veths"].append(host.veth)
+        self._save_state()
+        run(["ip", "link", "set", host.veth, "master", self.bridge, "up"])
+        ns = ["ip", "-n", host.netns]
+        run([*ns, "link", "set", "lo", "up"])
+        run([*ns, "addr", "add", f"{host.address}/{self.subnet.prefixlen}", "dev", "eth0"])
+        run([*ns, "link", "set", "eth0", "up"])
+        self.extra_hosts[name] = host
+        return host
 
     def node_state(self, name: str) -> str:
         """Status.State of node `name` as a live manager sees it (ready, down, unknown, disconnected)."""
@@ -613,16 +647,18 @@ class SwarmCluster:
                 "--bridge", "none", f"--iptables={'true' if self.iptables else 'false'}",
                 # Names the swarm does not know: NXDOMAIN at once (see NxDomainServer).
                 "--dns", self.gateway,
+                # A registry a test runs on the cluster's network (add_host) answers plain HTTP.
+                "--insecure-registry", str(self.subnet),
                 "--cgroup-parent", node.cgroup_parent, "--storage-driver", "overlay2"]
         # In the node's own mount namespace: /run is private (containerd's and the shims' sockets
         # under /run/containerd, docker's netns files), /run/netns of the host is detached (so the
         # node pins no other namespace), and it gets its own hostname (the swarm node name).
         script = ('set -e; mount --make-rprivate /; umount -l /run/netns 2>/dev/null || true; '
                   'mount -t tmpfs -o mode=755 tmpfs /run; hostname "$0"; exec "$@"')
-        # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: the swarm executor tries to pull a task's image before
-        # every start even when it is present; with no registry reachable that costs ~20 s per task.
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-               "LANG": "C.UTF-8", "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+        # The swarm executor pulls a task's image before every start unless it is referenced by image id, or
+        # by digest and present: the harness's own services use image ids (SwarmCluster.images), the stack's
+        # services digests in the test registry, which the nodes pull from like any private registry.
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
         with open(node.log, "ab") as log:
             node.process = subprocess.Popen(
                 ["nsenter", f"--net=/var/run/netns/{node.netns}", "unshare", "-m", "-u", "--",

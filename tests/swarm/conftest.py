@@ -10,6 +10,9 @@ images on every node.
     make_swarm       (function) factory for extra clusters (destructive tests): make_swarm(managers=,
                                 workers=, labels=, images=True) -> started SwarmCluster, stopped (and
                                 checked for leftovers) when the test ends.
+    registry         (session)  a private registry (Debian's docker-registry, htpasswd) on `swarm`'s network,
+                                holding the api and workers stand-ins: .pinned[tag] is the digest-pinned
+                                reference a service declares, .server the RegistryServer (credentials).
 
 Missing prerequisites fail the tests with a message naming bin/swarm-prereqs; nothing is skipped.
 Teardown runs from the fixture finalizer, from atexit, and on SIGTERM; a session whose pytest was killed
@@ -24,11 +27,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
+from registry_server import RegistryServer
+
 from .cluster import PREREQS_HINT, SwarmCluster, missing_prerequisites
-from .images import REPO_ROOT, build_nginx_image, build_standin_images, nginx_root
+from .images import API_VERSIONS, REPO, REPO_ROOT, WORKERS_VERSIONS, build_nginx_image, build_standin_images, nginx_root
 from .probe import Resources
 
 SWARM_LABELS = {
@@ -114,6 +120,36 @@ def nginx_image(swarm: SwarmCluster) -> str:
     swarm.timings["nginx_image"] = time.monotonic() - t0
     swarm.images.update(ids)
     return next(tag for tag in ids if not tag.endswith(":current"))
+
+
+@dataclass
+class Registry:
+    server: RegistryServer
+    pinned: dict[str, str]  # local tag -> <registry>/<name>:<tag>@sha256:...
+
+
+def start_registry(cluster: SwarmCluster, tags: list[str]) -> Registry:
+    """A registry on the cluster's network holding `tags` (pushed from node1, where the images were built)."""
+    host = cluster.add_host("registry")
+    server = RegistryServer(root=host.dir, address=host.address, netns=host.netns).start()
+    try:
+        t0 = time.monotonic()
+        pinned = {tag: server.push(cluster["node1"].client, tag, tag) for tag in tags}
+        cluster.timings["registry"] = time.monotonic() - t0
+    except BaseException:
+        server.stop()
+        raise
+    return Registry(server, pinned)
+
+
+@pytest.fixture(scope="session")
+def registry(swarm: SwarmCluster) -> Iterator[Registry]:
+    tags = [f"{REPO}/api:{v}" for v in API_VERSIONS] + [f"{REPO}/workers:{v}" for v in WORKERS_VERSIONS]
+    served = start_registry(swarm, tags)
+    try:
+        yield served
+    finally:
+        served.server.stop()
 
 
 @pytest.fixture

@@ -206,5 +206,9 @@ class Load:
                 return at - self._started - since
         return None
 
+    def balancer_changes(self) -> list[tuple[float, str, bool]]:
+        """(seconds into the load, edge, in service) each time the balancer took an edge out or back."""
+        return [(round(at - self._started, 1), name, serving) for at, name, serving in self.balancer.changes]
+
     def versions(self, after: float = 0.0) -> Counter:
         return Counter((o.pool, o.version) for kind in (True, False) for o in self.requests(kind) if o.ok and o.at >= after)

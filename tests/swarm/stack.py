@@ -11,12 +11,16 @@ DNS would deliver it. Nothing else of the declaration is changed.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
+
 from carecircle.offline import Evaluation, evaluate_stack
+from carecircle.stackfiles import REPO_ROOT
 from engine_apply import EngineApplier
 
 from .cluster import SwarmCluster
@@ -29,6 +33,9 @@ MONITORING_HOST = "ssh://deploy@monitoring.swarm.test"
 QUEUE_PORT = 6380
 QUEUE_HOST = "carecircle-test-queue"
 API_IMAGE = "carecircle-standin/api:{version}"
+WORKERS_IMAGE = "carecircle-standin/workers:{version}"
+# Pulumi.yaml `options: refresh: always`: every `pulumi up` reads the live state back first.
+REFRESH = (yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text()).get("options") or {}).get("refresh") == "always"
 DATABASE_URL = "postgresql://carecircle:first-password@db.carecircle.test:5432/carecircle"
 
 
@@ -44,9 +51,10 @@ def tls_files(directory: Path) -> tuple[Path, Path]:
     return certificate, key
 
 
-def base_config(tls_dir: Path, client_cidr: str) -> dict[str, Any]:
+def base_config(tls_dir: Path, client_cidr: str, images: dict[str, str]) -> dict[str, Any]:
     """The staging stack shaped like prod (3 api replicas, 2 edge nodes, at most 2 per node), with the
-    stand-in images and knobs that keep rollouts short."""
+    stand-in images (pinned by digest in the test registry: `images` maps a local tag to that reference)
+    and knobs that keep rollouts short."""
     certificate, key = tls_files(tls_dir)
     return {
         "docker:host": MANAGER_HOST,
@@ -55,9 +63,9 @@ def base_config(tls_dir: Path, client_cidr: str) -> dict[str, Any]:
         "carecircle:monitoringEnabled": False,
         # These kernels have no ESP: an encrypted overlay passes no traffic between nodes here.
         "carecircle:swarmEncryptOverlays": False,
-        "carecircle:apiBlueImage": API_IMAGE.format(version=1),
+        "carecircle:apiBlueImage": images[API_IMAGE.format(version=1)],
         "carecircle:apiBlueReplicas": 3,
-        "carecircle:workersImage": "carecircle-standin/workers:1",
+        "carecircle:workersImage": images[WORKERS_IMAGE.format(version=1)],
         "carecircle:workersCommand": ["node", "worker.js"],
         "carecircle:workersReplicas": 2,
         "carecircle:apiMaxReplicasPerNode": 2,
@@ -75,14 +83,17 @@ def base_config(tls_dir: Path, client_cidr: str) -> dict[str, Any]:
         "carecircle:gatewayTlsCertificatePath": str(certificate),
         "carecircle:gatewayTlsKeyPath": str(key),
         "carecircle:gatewayRateLimitAllowlist": [client_cidr],
+        # The load's balancer model takes an edge back after 2 checks 0.5 s apart.
+        "carecircle:swarmBalancerRecoverySeconds": 2,
     }
 
 
-def secrets(database_url: str = DATABASE_URL) -> dict[str, str]:
-    # The workers take jobs from the queue stand-in named by REDIS_URL.
+def secrets(registry_auth: list[dict[str, str]], database_url: str = DATABASE_URL) -> dict[str, str]:
+    # The workers take jobs from the queue stand-in named by REDIS_URL; every node pulls with the registry's credentials.
     return {"carecircle:databaseUrl": database_url,
             "carecircle:redisUrl": f"redis://default:queue-password@{QUEUE_HOST}:{QUEUE_PORT}",
-            "carecircle:rabbitmqUrl": "amqp://carecircle:broker-password@mq.carecircle.test:5672"}
+            "carecircle:rabbitmqUrl": "amqp://carecircle:broker-password@mq.carecircle.test:5672",
+            "docker:registryAuth": json.dumps(registry_auth)}
 
 
 def _replace_hosts(value: Any, hosts: dict[str, str]) -> Any:
@@ -108,6 +119,8 @@ class DeployedStack:
     edges: tuple[str, str] = ("node1", "node2")
     applier: Optional[EngineApplier] = None
     evaluations: list[Evaluation] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # local tag -> the digest-pinned reference in the test registry
+    renamed: dict[str, int] = field(default_factory=dict)  # logical name -> times `--replace` named it anew
 
     def hosts(self) -> dict[str, str]:
         return {MANAGER_HOST: self.cluster[self.manager].host_url,
@@ -116,12 +129,14 @@ class DeployedStack:
     def evaluate(self, **changes: Any) -> Evaluation:
         """The staging stack with these config changes (keys without the carecircle: namespace)."""
         overrides = {**self.config, **{(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()}}
-        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets)
+        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets, renamed=self.renamed)
 
-    def apply(self, evaluation: Optional[Evaluation] = None, **changes: Any):
-        """Apply the stack (with these changes, which then stay) as `pulumi up` would."""
+    def apply(self, evaluation: Optional[Evaluation] = None, replace: tuple[str, ...] = (), **changes: Any):
+        """Apply the stack (with these changes, which then stay) as `pulumi up` would (`--replace` these names)."""
         if evaluation is None:
             self.config.update({(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()})
+            # A replaced resource that Pulumi names gets a new name, which it keeps from then on.
+            self.renamed.update({name: self.renamed.get(name, 0) + 1 for name in replace})
             evaluation = self.evaluate()
         self.evaluations.append(evaluation)
         hosts = self.hosts()
@@ -129,9 +144,11 @@ class DeployedStack:
         for resource in on_nodes.resources:
             resource.inputs = _replace_hosts(resource.inputs, hosts)
         if self.applier is None:
-            self.applier = EngineApplier(hosts[MANAGER_HOST])
+            # The default provider reads docker:registryAuth from the stack's config itself.
+            self.applier = EngineApplier(hosts[MANAGER_HOST],
+                                         default_registry_auth=json.loads(self.stack_secrets.get("docker:registryAuth", "[]")))
         self.applier.default_host = hosts[MANAGER_HOST]
-        return self.applier.apply(on_nodes)
+        return self.applier.apply(on_nodes, refresh=REFRESH, replace=replace)
 
     def use_manager(self, node: str) -> None:
         """Deploy through another manager from now on (the previous one is gone)."""
@@ -141,6 +158,10 @@ class DeployedStack:
 
     def service_name(self, color: str = "blue") -> str:
         return next(name for name in self.evaluations[-1].outputs["services"] if f"-api-{color}-" in name)
+
+    def network(self, role: str) -> str:
+        """The engine's name of the stack's `role` overlay network (edge, backend, egress): named by Pulumi."""
+        return next(name for name in self.evaluations[-1].outputs["networks"] if name.startswith(f"carecircle-{STACK}-{role}-"))
 
     @property
     def workers_service(self) -> str:

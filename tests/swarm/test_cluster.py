@@ -332,7 +332,7 @@ def test_kill_node_goes_down_and_tasks_move(make_swarm) -> None:
     cluster = make_swarm(managers=3, labels=SWARM_LABELS)
     client = cluster.manager().client
     net = client.networks.create("net", driver="overlay", attachable=True)
-    svc = client.services.create(f"{REPO}/api:1", name="api", networks=[net.name], env=NO_DEPS,
+    svc = client.services.create(cluster.images[f"{REPO}/api:1"], name="api", networks=[net.name], env=NO_DEPS,
                                  mode=ServiceMode("replicated", 3), endpoint_spec=EndpointSpec(mode="dnsrr"),
                                  healthcheck=HEALTHCHECK, hostname="{{.Node.Hostname}}")
     running = wait_running(cluster, svc.name, 3, timeout=60, healthy=True)
@@ -374,7 +374,7 @@ def test_teardown_leaves_nothing_behind(make_swarm) -> None:
     cluster = make_swarm(managers=1, workers=1, labels={"node2": {"carecircle.edge": "true"}})
     assert [n.role for n in cluster.nodes.values()] == ["manager", "worker"]
     client = cluster.manager().client
-    client.services.create(f"{REPO}/api:1", name="api", env=NO_DEPS, mode=ServiceMode("global"),
+    client.services.create(cluster.images[f"{REPO}/api:1"], name="api", env=NO_DEPS, mode=ServiceMode("global"),
                            endpoint_spec=EndpointSpec(mode="dnsrr", ports={18082: (3000, "tcp", "host")}))
     wait_running(cluster, "api", 2, timeout=60)
     before = cluster.leftovers()

@@ -10,50 +10,21 @@ The figures of each scenario are printed (-s) and kept in docs/scaling.md with t
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
 from .cluster import SwarmCluster, wait_for
 from .load import Load
-from .probe import Probe, tasks
+from .probe import Probe
+from .scenario import deployed_stack, edges, gateway_errors, report, responses_after, running
 from .stack import SERVER_NAME, DeployedStack, base_config, secrets
-
-FIGURES: dict[str, dict] = {}
-
-
-def report(scenario: str, **figures) -> None:
-    FIGURES[scenario] = figures
-    print(f"\n[{scenario}] " + json.dumps(figures, sort_keys=True))
 
 
 @pytest.fixture(scope="module")
-def stack(swarm: SwarmCluster, nginx_image: str, tmp_path_factory) -> DeployedStack:
-    config = base_config(tmp_path_factory.mktemp("tls"), client_cidr=f"{swarm.gateway}/32")
-    config["carecircle:gatewayImage"] = nginx_image
-    deployed = DeployedStack(swarm, config, secrets())
-    try:
-        yield deployed
-    finally:
-        deployed.destroy()
-
-
-def edges(cluster: SwarmCluster, deployed: DeployedStack) -> dict[str, str]:
-    return {node: cluster[node].address for node in deployed.edges}
-
-
-def gateway_errors(cluster: SwarmCluster, node: str, since: float) -> Counter:
-    """What the gateway on `node` wrote to its error log since `since` (epoch seconds), by message
-    (the text between nginx's connection number and `, client:`)."""
-    container = next(c for c in cluster[node].client.containers.list() if "-gateway-" in c.name)
-    lines = container.logs(stdout=False, stderr=True, since=int(since)).decode(errors="replace").splitlines()
-    return Counter(re.sub(r"^.*?\*\d+ |, client: .*$", "", line) for line in lines if "[error]" in line or "[warn]" in line)
-
-
-def running(cluster: SwarmCluster, service: str) -> list:
-    return [t for t in tasks(cluster, service) if t.state == "running"]
+def stack(swarm: SwarmCluster, nginx_image: str, registry, tmp_path_factory) -> Iterator[DeployedStack]:
+    yield from deployed_stack(swarm, nginx_image, registry, tmp_path_factory.mktemp("tls"))
 
 
 def test_1_deploy_from_nothing_every_service_converges_and_every_route_serves(swarm, stack):
@@ -72,15 +43,11 @@ def test_1_deploy_from_nothing_every_service_converges_and_every_route_serves(sw
     report("deploy", deploy_seconds=round(deploy_seconds, 1), **load.summary())
 
 
-def responses_after(load: Load, after: float) -> set[tuple[str, str]]:
-    return set(load.versions(after))
-
-
 def test_2_release_switch_and_rollback_without_a_failed_request(swarm, stack):
     with Load(edges(swarm, stack), SERVER_NAME) as load:
         time.sleep(1)
         started = time.monotonic()
-        stack.apply(apiGreenImage="carecircle-standin/api:2", apiGreenReplicas=3)
+        stack.apply(apiGreenImage=stack.images["carecircle-standin/api:2"], apiGreenReplicas=3)
         release_seconds = time.monotonic() - started
         green = stack.service_name("green")
         assert len(running(swarm, green)) == 3
@@ -117,7 +84,7 @@ def test_3_rolling_update_of_the_active_pool_keeps_n_minus_1_replicas_serving(sw
     import threading
 
     api = stack.service_name("blue")
-    probe = swarm_resources.probe("node3", [f"carecircle-{'staging'}-edge"])
+    probe = swarm_resources.probe("node3", [stack.network("edge")])
     assert len(probe.resolve(f"tasks.{api}")) == 3
     rotated = "postgresql://carecircle:second-password@db.carecircle.test:5432/carecircle"
     old_secrets = {s.name for s in swarm["node1"].client.secrets.list()}
@@ -135,7 +102,7 @@ def test_3_rolling_update_of_the_active_pool_keeps_n_minus_1_replicas_serving(sw
         time.sleep(1)
     assert stack.service_name("blue") == api  # updated in place, not replaced
     fingerprint = hashlib.sha256(rotated.encode()).hexdigest()[:12]
-    answers = {probe.get(f"http://{t.addresses['carecircle-staging-edge']}:3000/live")["headers"]["x-standin-database"]
+    answers = {probe.get(f"http://{t.addresses[stack.network('edge')]}:3000/live")["headers"]["x-standin-database"]
                for t in running(swarm, api)}
     assert answers == {fingerprint}  # every replica reads the new secret
     spec = swarm["node1"].client.api.inspect_service(api)["Spec"]["TaskTemplate"]
@@ -155,7 +122,7 @@ def test_4_a_rollout_that_fails_its_healthcheck_rolls_back_and_fails_the_apply(s
     with Load(edges(swarm, stack), SERVER_NAME) as load:
         started = time.monotonic()
         with pytest.raises(Exception) as failed:
-            stack.apply(apiBlueImage="carecircle-standin/api:broken")
+            stack.apply(apiBlueImage=stack.images["carecircle-standin/api:broken"])
         failed_after = time.monotonic() - started
         time.sleep(1)
     message = str(failed.value)
@@ -166,10 +133,23 @@ def test_4_a_rollout_that_fails_its_healthcheck_rolls_back_and_fails_the_apply(s
     assert not load.failed(True) and not load.failed(False), (load.failed(True) + load.failed(False))[:5]
     assert responses_after(load, 0) == {("blue", "1")}
     report("failed rollout", failed_after_seconds=round(failed_after, 1), error=next(line for line in message.splitlines() if "rollback" in line.lower())[:200], **load.summary())
-    # Back to the release that works: the next `pulumi up` brings the spec back to it.
     wait_for("the rollback to finish", lambda: swarm["node1"].client.api.inspect_service(api)["UpdateStatus"]["State"]
              == "rollback_completed", timeout=120)
-    stack.apply(apiBlueImage="carecircle-standin/api:1")
+    # `pulumi up` again, unchanged (a flaky release retried): the state the provider recorded says "broken image",
+    # what runs is the rolled-back spec. With `refresh: always` the plan sees that, and the rollout is re-applied.
+    started = time.monotonic()
+    with pytest.raises(Exception, match="rollback"):
+        stack.apply()
+    retried_after = time.monotonic() - started
+    retried = stack.applier.history[-1]
+    assert retried.refreshed.get(api.rsplit("-", 1)[0]) == ["taskSpec.containerSpec.image"]
+    assert retried.requests_to("POST", r"/services/.*/update"), "the failed rollout was not re-applied"
+    wait_for("the second rollback to finish", lambda: swarm["node1"].client.api.inspect_service(api)["UpdateStatus"]["State"]
+             == "rollback_completed", timeout=120)
+    # Then with the image fixed: a rollout that completes, and the pool serves the release that works.
+    stack.apply(apiBlueImage=stack.images["carecircle-standin/api:1"])
+    assert {t.raw["Spec"]["ContainerSpec"]["Image"] for t in running(swarm, api)} == {stack.images["carecircle-standin/api:1"]}
+    report("failed rollout re-applied", retried_after_seconds=round(retried_after, 1))
 
 
 class Queue:
@@ -184,7 +164,7 @@ class Queue:
         self.url = f"http://{cluster['node3'].address}:16380"
         # On the workers' internal backend network, and on egress so that its port can be published.
         self.service = cluster.manager().client.services.create(
-            "carecircle-standin/queue:1", name=QUEUE_HOST, networks=networks, env=[f"PORT={QUEUE_PORT}", "LEASE_SECONDS=20"],
+            cluster.images["carecircle-standin/queue:1"], name=QUEUE_HOST, networks=networks, env=[f"PORT={QUEUE_PORT}", "LEASE_SECONDS=20"],
             endpoint_spec=docker.types.EndpointSpec(mode="dnsrr", ports={16380: (QUEUE_PORT, "tcp", "host")}),
             constraints=["node.hostname==node3"])
         try:
@@ -212,7 +192,7 @@ class Queue:
 def test_5_workers_release_under_a_job_stream_keeps_a_worker_running_and_loses_no_job(swarm, stack):
     import threading
 
-    queue = Queue(swarm, ["carecircle-staging-backend", "carecircle-staging-egress"])
+    queue = Queue(swarm, [stack.network("backend"), stack.network("egress")])
     try:
         workers = stack.workers_service
         queue.call("POST", "/enqueue?count=4&ms=50")
@@ -236,7 +216,7 @@ def test_5_workers_release_under_a_job_stream_keeps_a_worker_running_and_loses_n
             thread.start()
         time.sleep(2)
         started = time.monotonic()
-        stack.apply(workersImage="carecircle-standin/workers:2")
+        stack.apply(workersImage=stack.images["carecircle-standin/workers:2"])
         release_seconds = time.monotonic() - started
         time.sleep(2)
         stop.set()
@@ -247,7 +227,7 @@ def test_5_workers_release_under_a_job_stream_keeps_a_worker_running_and_loses_n
         assert drained["enqueued"] > 50 and drained["acked"] == drained["enqueued"], drained  # no job lost
         assert min(running_samples) >= 1, running_samples  # never without a worker
         versions = {t.raw["Spec"]["ContainerSpec"]["Image"] for t in running(swarm, workers)}
-        assert versions == {"carecircle-standin/workers:2"}
+        assert versions == {stack.images["carecircle-standin/workers:2"]}
         report("workers release", release_seconds=round(release_seconds, 1), jobs_enqueued=drained["enqueued"],
                jobs_acked=drained["acked"], redelivered=drained["redelivered"], duplicate_acks=drained["duplicateAcks"],
                min_running_workers=min(running_samples), samples=len(running_samples), acks_per_worker_pool=drained["perPool"])
@@ -279,7 +259,7 @@ def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other
     # node2: an edge node and an app node, but not the manager the stack is applied through.
     victim, survivor = "node2", "node1"
     rebalance_onto(swarm, api, victim)
-    probe = swarm_resources.probe(survivor, ["carecircle-staging-edge"])
+    probe = swarm_resources.probe(survivor, [stack.network("edge")])
     try:
         # A client waits longer than the gateway's connect timeout to a lost replica (1 s). Requests sent
         # while the node dies, or over a kept-alive upstream connection to it, wait for an answer that
@@ -292,7 +272,7 @@ def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other
             full = wait_for("the pool back to 3 replicas", lambda: (lambda r: r if len(r) == 3 and all(t.node != victim for t in r) else None)(
                 running(swarm, api)), timeout=120, interval=1)
             full_at = load.elapsed()
-            live = {t.addresses["carecircle-staging-edge"] for t in full}
+            live = {t.addresses[stack.network("edge")] for t in full}
             wait_for("DNS to hold only live replicas", lambda: set(probe.resolve(f"tasks.{api}")) == live, timeout=60)
             time.sleep(8)  # past the gateways' resolver validity: they hold only live replicas too
             settled_at = load.elapsed()
@@ -335,12 +315,14 @@ def test_7_losing_the_leader_manager_elects_another_serving_goes_on_and_the_next
     cluster = make_swarm(labels={"node1": {"carecircle.monitoring": "true", "carecircle.apps": "true"},
                                  "node2": {"carecircle.edge": "true", "carecircle.apps": "true"},
                                  "node3": {"carecircle.edge": "true", "carecircle.apps": "true"}})
+    from .conftest import start_registry
     from .images import build_nginx_image
 
     build_nginx_image(cluster)
-    config = base_config(tmp_path / "tls", client_cidr=f"{cluster.gateway}/32")
+    served = start_registry(cluster, ["carecircle-standin/api:1", "carecircle-standin/workers:1"])
+    config = base_config(tmp_path / "tls", client_cidr=f"{cluster.gateway}/32", images=served.pinned)
     config["carecircle:gatewayImage"] = nginx_image
-    deployed = DeployedStack(cluster, config, secrets(), manager="node1", edges=("node2", "node3"))
+    deployed = DeployedStack(cluster, config, secrets(served.server.registry_auth()), manager="node1", edges=("node2", "node3"))
     try:
         deployed.apply()
         assert leader(cluster, "node2") == "node1"
@@ -369,6 +351,7 @@ def test_7_losing_the_leader_manager_elects_another_serving_goes_on_and_the_next
         cluster.restart_node("node1")
         wait_for("node1 ready", lambda: cluster.node_state("node1") == "ready", timeout=120)
         deployed.destroy()
+        served.server.stop()
 
 
 def test_8_the_preflight_refuses_a_cluster_that_is_not_what_the_stack_says(swarm, stack, make_swarm):
@@ -393,10 +376,16 @@ def test_8_the_preflight_refuses_a_cluster_that_is_not_what_the_stack_says(swarm
     unlabelled = preflight(swarm["node1"].host_url, [swarm["node1"].host_url, swarm["node3"].host_url])
     assert unlabelled.returncode == 1
     assert "is not labelled carecircle.edge=true: docker node update --label-add carecircle.edge=true" in unlabelled.stderr
-    small = make_swarm(managers=1, workers=1, images=False)
+    # Edge nodes labelled, no node for the apps: the api and workers would stay pending forever.
+    small = make_swarm(managers=1, workers=1, images=False, labels={"node1": {"carecircle.edge": "true"},
+                                                                    "node2": {"carecircle.edge": "true"}})
+    manager = next(node for node in (small["node1"], small["node2"]) if node.role == "manager")
+    no_apps = preflight(manager.host_url, [small["node1"].host_url, small["node2"].host_url])
+    assert no_apps.returncode == 1 and "no active, ready node is labelled carecircle.apps=true" in no_apps.stderr, no_apps
     worker = next(node for node in (small["node1"], small["node2"]) if node.role == "worker")
     not_manager = preflight(worker.host_url, [worker.host_url, worker.host_url])
     assert not_manager.returncode == 1 and "is not a swarm manager" in not_manager.stderr and "docker:host must be one" in not_manager.stderr
     elsewhere = preflight(swarm["node1"].host_url, [swarm["node1"].host_url, worker.host_url])
     assert elsewhere.returncode == 1 and "is in another swarm" in elsewhere.stderr
-    report("preflight", passes=ok.stdout.strip(), refuses=[unlabelled.stderr.strip(), not_manager.stderr.strip(), elsewhere.stderr.strip()])
+    report("preflight", passes=ok.stdout.strip(), refuses=[unlabelled.stderr.strip(), no_apps.stderr.strip(), not_manager.stderr.strip(),
+                                                           elsewhere.stderr.strip()])

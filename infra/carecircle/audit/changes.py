@@ -24,6 +24,9 @@ class ResourceChange:
     action: ChangeAction
     inputs: tuple[str, ...]  # the input paths that differ (dotted, list elements without index)
     secret_inputs: tuple[str, ...]  # of those, the ones whose values are secret (never shown)
+    # Paths that differ but that the resource's ignore_changes covers: `pulumi up` keeps the previous value
+    # (the engine resets them to the previous inputs; pulumi/pulumi step_generator.go processIgnoreChanges).
+    ignored: tuple[str, ...] = ()
 
 
 def _canonical(value: Any) -> str:
@@ -57,9 +60,13 @@ def compare(before: Evaluation, after: Evaluation) -> list[ResourceChange]:
             changes.append(ResourceChange(resource.type, resource.name, "create" if a is None else "delete", (), ()))
             continue
         paths = changed_paths(a.inputs, b.inputs)
+        ignored = tuple(p for p in paths if any(p == i or p.startswith(i + ".") for i in b.ignore_changes))
+        paths = [p for p in paths if p not in ignored]
+        secret = tuple(p for p in paths if _top(p) in a.secret_inputs or _top(p) in b.secret_inputs)
         if paths:
-            secret = tuple(p for p in paths if _top(p) in a.secret_inputs or _top(p) in b.secret_inputs)
-            changes.append(ResourceChange(b.type, b.name, action_for(b.type, paths), tuple(paths), secret))
+            changes.append(ResourceChange(b.type, b.name, action_for(b.type, paths), tuple(paths), secret, ignored))
+        elif ignored:
+            changes.append(ResourceChange(b.type, b.name, "no live change", (), (), ignored))
     return changes
 
 
@@ -80,4 +87,5 @@ def by_action(changes: list[ResourceChange]) -> dict[str, list[str]]:
 
 def describe(change: ResourceChange) -> str:
     shown = ", ".join(f"{k} (secret, changed)" if k in change.secret_inputs else k for k in change.inputs)
-    return f"{change.action}: {change.type} {change.name}" + (f" [{shown}]" if shown else "")
+    ignored = f" (ignored, kept as before: {', '.join(change.ignored)})" if change.ignored else ""
+    return f"{change.action}: {change.type} {change.name}" + (f" [{shown}]" if shown else "") + ignored

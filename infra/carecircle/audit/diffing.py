@@ -45,7 +45,9 @@ class RevisionError(Exception):
 
 def _normalize(value: Any, stack: str) -> Any:
     if isinstance(value, str):
-        return re.sub(rf"(?<![A-Za-z0-9]){re.escape(stack)}(?![A-Za-z0-9])", "<stack>", value)
+        value = re.sub(rf"(?<![A-Za-z0-9]){re.escape(stack)}(?![A-Za-z0-9])", "<stack>", value)
+        # Names Pulumi generates (<logical name>-<7 hex>) differ between stacks by their random part only.
+        return re.sub(r"(<stack>[A-Za-z0-9-]*?)-[0-9a-f]{7}(?=-id\b|$|[^A-Za-z0-9-])", r"\1-<generated>", value)
     if isinstance(value, dict):
         return {k: _normalize(v, stack) for k, v in value.items()}
     if isinstance(value, list):
@@ -67,6 +69,7 @@ def snapshot(evaluation: Evaluation) -> list[dict[str, Any]]:
             "inputs": {k: _digest(v) if k in resource.secret_inputs else v for k, v in resource.inputs.items()},
             "secret_inputs": sorted(resource.secret_inputs),
             "protect": resource.protect,
+            "ignore_changes": list(resource.ignore_changes),
             "stack": evaluation.stack,
         }
         for resource in sorted(evaluation.resources, key=lambda r: r.urn)
@@ -82,7 +85,7 @@ def from_snapshot(items: list[dict[str, Any]], normalize: bool) -> Evaluation:
         evaluation.resources.append(DeclaredResource(
             type=item["type"], name=name, urn=key, inputs=inputs,
             secret_inputs=set(item["secret_inputs"]), parent="", protect=item["protect"], retain_on_delete=False,
-            delete_before_replace=False, dependencies=[],
+            delete_before_replace=False, dependencies=[], ignore_changes=tuple(item.get("ignore_changes", ())),
         ))
     return evaluation
 
@@ -129,11 +132,19 @@ def _headlines(live: list[ResourceChange]) -> list[str]:
     return [f"- **{len(changes)} {label}:** {_names(changes)}" for label, changes in groups if changes]
 
 
+def _kept(changes: list[ResourceChange]) -> list[ResourceChange]:
+    """Declarations that changed only where ignore_changes covers them: nothing happens live."""
+    return [c for c in changes if c.ignored and not c.inputs]
+
+
 def markdown(title: str, changes: list[ResourceChange]) -> str:
     live = live_changes(changes)
     lines = [f"### {title}", ""]
+    kept = [f"- {c.type} {c.name}: {', '.join(c.ignored)} changed but ignored (ignore_changes): `pulumi up` keeps the "
+            "previous value" for c in _kept(changes)]
     if not live:
-        return "\n".join(lines + ["No resource is created, deleted or changed.", ""])
+        return "\n".join(lines + ["No resource is created, deleted or changed.", "", *kept, ""])
+    lines += [*kept, ""] if kept else []
     headlines = _headlines(live)
     if headlines:
         lines += [*headlines, ""]
@@ -153,12 +164,14 @@ def describe(change: ResourceChange) -> str:
     """One terminal line: action, resource, what happens, the inputs that differ (secret ones never shown)."""
     shown = ", ".join(f"{k} (secret, changed)" if k in change.secret_inputs else k for k in change.inputs)
     what = effect_of(change)
-    return f"{change.action}: {change.type} {change.name}" + (f" -- {what}" if what else "") + (f" [{shown}]" if shown else "")
+    ignored = f" (ignored by ignore_changes, pulumi up keeps the previous value: {', '.join(change.ignored)})" if change.ignored else ""
+    return (f"{change.action}: {change.type} {change.name}" + (f" -- {what}" if what else "") + (f" [{shown}]" if shown else "")
+            + ignored)
 
 
 def text(changes: list[ResourceChange]) -> str:
-    live = live_changes(changes)
-    return "\n".join(describe(c) for c in live) + "\n" if live else "no changes\n"
+    shown = [*live_changes(changes), *_kept(changes)]
+    return "\n".join(describe(c) for c in shown) + "\n" if shown else "no changes\n"
 
 
 def with_effects(changes: list[ResourceChange], before: Evaluation, after: Evaluation) -> list[ResourceChange]:
@@ -171,7 +184,7 @@ def with_effects(changes: list[ResourceChange], before: Evaluation, after: Evalu
         return found
 
     old, new = index(before), index(after)
-    return [Change(c.type, c.name, c.action, c.inputs, c.secret_inputs,
+    return [Change(c.type, c.name, c.action, c.inputs, c.secret_inputs, c.ignored,
                    effect=effect(c, old.get((c.type, c.name)), new.get((c.type, c.name)))) for c in changes]
 
 

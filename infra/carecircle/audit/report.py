@@ -22,7 +22,7 @@ import yaml
 
 from ..monitoring import render_alert_rules, scrape_jobs
 from ..offline import DeclaredResource, Evaluation
-from ..settings import COLORS, SECRET_FIELDS, Settings
+from ..settings import COLORS, SECRET_FIELDS, Settings, full_key
 from . import swarm_report
 from .policy_check import check, load_policies
 
@@ -141,7 +141,7 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
     mounted_by = {v: name for name, cs in services.items() for c in cs for v in (x.get("volumeName") for x in c.inputs.get("volumes", [])) if v}
     violations = sorted(check(evaluation.resources), key=lambda v: (v.policy, v.message))
     policies = load_policies().POLICIES
-    external = sorted(Settings.model_fields[name].alias for name in SECRET_FIELDS if getattr(settings, name) is not None)
+    external = sorted(full_key(Settings.model_fields[name].alias) for name in SECRET_FIELDS if getattr(settings, name))
     report: dict[str, Any] = {
         "stack": evaluation.stack,
         "environment": settings.environment,
@@ -167,7 +167,7 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
         "secrets": sorted(
             [{"name": r.name, "source": f"generated (pulumi-random, {int(r.inputs['length'])} characters)"}
              for r in evaluation.of_type("random:index/randomPassword:RandomPassword")]
-            + [{"name": f"carecircle:{key}", "source": "stack config (secret)"} for key in external],
+            + [{"name": key, "source": "stack config (secret)"} for key in external],
             key=lambda s: s["name"]),
         "policy": {"rules": [p.name for p in policies], "violations": [{"policy": v.policy, "message": v.message} for v in violations]},
         "monitoring": _monitoring(settings, _api_services(evaluation, settings) if swarm else None),

@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import tarfile
 from typing import Any, Iterable, Optional
 
 from ..offline import DeclaredResource, Evaluation
-from ..settings import COLORS, SECRET_FIELDS, Settings
+from ..settings import COLORS, SECRET_FIELDS, Settings, full_key
 
 SERVICE = "docker:index/service:Service"
 SECRET = "docker:index/secret:Secret"
@@ -139,10 +140,34 @@ def _rollout(config: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     }
 
 
-def _env(container_spec: dict[str, Any], fragments: set[str], mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def env_file_variables(config: DeclaredResource) -> dict[str, str]:
+    """The variables of a dotenv file held by a Swarm config (KEY='value' or KEY=value lines)."""
+    data = config.inputs.get("data")
+    text = base64.b64decode(data).decode(errors="replace") if isinstance(data, str) else str(config.inputs.get("dataRaw") or "")
+    variables = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)=(?:'([^']*)'|(.*))", line)
+        if match:
+            variables[match.group(1)] = match.group(2) if match.group(2) is not None else match.group(3)
+    return variables
+
+
+def _environment(container_spec: dict[str, Any], configs: dict[str, DeclaredResource]) -> dict[str, str]:
+    """What a task's process sees: its env, and the variables of the env file it is pointed at
+    (DOTENV_CONFIG_PATH naming a mounted Swarm config), which its env overrides."""
+    env = {k: str(v) for k, v in (container_spec.get("env") or {}).items()}
+    path = env.get("DOTENV_CONFIG_PATH")
+    for mount in container_spec.get("configs") or []:
+        config = configs.get(mount.get("configId") or "") or configs.get(mount.get("configName") or "")
+        if config is not None and mount.get("fileName") == path:
+            env = {**env_file_variables(config), **env}
+    return env
+
+
+def _env(variables: dict[str, str], fragments: set[str], mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mounted = {m["file"]: m["secret"] for m in mounts}
     entries = []
-    for name, value in sorted((container_spec.get("env") or {}).items()):
+    for name, value in sorted(variables.items()):
         value = str(value)
         entry: dict[str, Any] = {"name": name, "secret": any(fragment in value for fragment in fragments)}
         if name.endswith(FILE_SUFFIX):
@@ -165,6 +190,7 @@ def _service(resource: DeclaredResource, evaluation: Evaluation, settings: Setti
     log = task.get("logDriver") or {}
     endpoint = inputs.get("endpointSpec") or {}
     converge = inputs.get("convergeConfig") or {}
+    gate = next((c for c in evaluation.of_type("command:local:Command") if c.name == f"{resource.name}-rollout"), None)
     mounts = _secret_mounts(inputs, secrets)
     _, role, pool = _identity(resource, settings)
     configs = _secrets_by_reference(evaluation, SERVICE_CONFIG)
@@ -187,12 +213,14 @@ def _service(resource: DeclaredResource, evaluation: Evaluation, settings: Setti
         "configs": sorted(({"config": configs[ref].name if ref in configs else None, "file": c.get("fileName")}
                            for c in spec.get("configs") or [] for ref in [c.get("configId") or c.get("configName") or ""]),
                           key=lambda c: str(c["file"])),
-        "environment": _env(spec, fragments, mounts),
+        "environment": _env(_environment(spec, configs), fragments, mounts),
         "healthcheck": {"test": list(health.get("tests") or []), "interval": health.get("interval"), "timeout": health.get("timeout"),
                         "retries": _int(health.get("retries")), "start_period": health.get("startPeriod")},
         "update": _rollout(inputs.get("updateConfig")),
         "rollback": _rollout(inputs.get("rollbackConfig")),
         "converge": {"delay": converge.get("delay"), "timeout": converge.get("timeout")} if converge else None,
+        # The rollout gate: `pulumi up` waits for the last batch of every rollout and fails on a rollback.
+        "rollout_wait_seconds": int(gate.inputs["create"].rsplit(" ", 1)[1]) if gate else None,
         "placement": {
             "constraints": list(placement.get("constraints") or []),
             "preferences": [p.get("spread") for p in placement.get("prefs") or []],
@@ -226,12 +254,14 @@ def services(evaluation: Evaluation, settings: Settings, fragments: set[str]) ->
 # --- Secrets -------------------------------------------------------------------------------------------
 
 def _config_secrets(settings: Settings) -> dict[str, str]:
-    """`carecircle:<key>` -> value of every secret the stack's config holds (in memory only)."""
+    """Full key (and path) -> value of every secret the stack's config holds (in memory only)."""
     values = {}
     for name in SECRET_FIELDS:
-        value = getattr(settings, name)
-        if value is not None:
-            values[f"carecircle:{Settings.model_fields[name].alias}"] = value.get_secret_value()
+        value, key = getattr(settings, name), full_key(Settings.model_fields[name].alias)
+        if isinstance(value, list):  # registry credentials: the passwords are the secrets
+            values.update({f"{key}[{index}].password": entry.password.get_secret_value() for index, entry in enumerate(value)})
+        elif value is not None:
+            values[key] = value.get_secret_value()
     return values
 
 
@@ -419,7 +449,9 @@ def service_sections(report: dict[str, Any]) -> list[str]:
             f"- Logs: {s['log_rotation'].get('driver')} {s['log_rotation'].get('max-size')} × {s['log_rotation'].get('max-file')}",
             f"- Stop: {s['stop_signal'] or 'SIGTERM'}, grace period {s['stop_grace_period'] or '**0s** (killed at once)'}"
             + (f"; `pulumi up` waits for convergence (checked every {s['converge']['delay']}, up to {s['converge']['timeout']})"
-               if s["converge"] else ""),
+               if s["converge"] else "")
+            + (f"; `pulumi up` waits up to {s['rollout_wait_seconds']}s for every replica of a rollout (its gate fails on a rollback)"
+               if s["rollout_wait_seconds"] else ""),
         ]
     return out + [""]
 

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from ..provider_semantics import read_back_cpus
 from .common import ContainerRuntime
 
 
@@ -66,7 +67,7 @@ class AppService(pulumi.ComponentResource):
                 networks_advanced=networks,
                 healthcheck=args.runtime.healthcheck(args.health_test),
                 memory=args.memory_mb,
-                cpus=args.cpus,
+                cpus=read_back_cpus(args.cpus),  # cpus is ForceNew: declared as it is read back
                 stop_signal="SIGTERM",
                 stop_timeout=args.stop_grace_seconds,
                 destroy_grace_seconds=args.stop_grace_seconds,

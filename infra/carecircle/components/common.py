@@ -10,6 +10,8 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
+from ..provider_semantics import go_duration_string
+
 HEALTHCHECK_TIMEOUT = "5s"
 HEALTHCHECK_RETRIES = 5
 
@@ -26,12 +28,13 @@ class ContainerRuntime:
     healthcheck_interval: str
 
     def healthcheck(self, test: list[str], start_period: str = "30s") -> docker.ContainerHealthcheckArgs:
+        # In the form the provider reads them back in (Duration.String: "60s" is "1m0s"): no diff on every run.
         return docker.ContainerHealthcheckArgs(
             tests=test,
-            interval=self.healthcheck_interval,
-            timeout=HEALTHCHECK_TIMEOUT,
+            interval=go_duration_string(self.healthcheck_interval),
+            timeout=go_duration_string(HEALTHCHECK_TIMEOUT),
             retries=HEALTHCHECK_RETRIES,
-            start_period=start_period,
+            start_period=go_duration_string(start_period),
         )
 
     def container_kwargs(self, role: str, extra_labels: Optional[dict[str, str]] = None) -> dict[str, Any]:

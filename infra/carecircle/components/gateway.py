@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from ..rendering import APPLY_SCRIPT, HOST_MOUNTED_TLS, GatewayPorts, NginxPaths, render_bootstrap_conf
@@ -43,6 +44,10 @@ class GatewayArgs:
     # Applied only once these exist (containers created with wait=True: healthy; swarm rollout gates:
     # rolled out): a switch in the same `pulumi up` as a new pool never routes to replicas still starting.
     upstreams_ready: Sequence[pulumi.Resource]
+    # Swarm edge gateways: replaced one after another, the next only once the one before serves again and
+    # the load balancer had `balancer_recovery_seconds` to take it back (None: a single gateway, engine stacks).
+    after: Sequence[pulumi.Resource] = ()
+    balancer_recovery_seconds: Optional[int] = None
     listen: GatewayPorts = GatewayPorts()
     paths: NginxPaths = NginxPaths()
 
@@ -50,6 +55,8 @@ class GatewayArgs:
 class Gateway(pulumi.ComponentResource):
     container: docker.Container
     config: pulumi.Resource
+    # Done once this gateway serves its configuration and the balancer had time to send it traffic again.
+    serving: pulumi.Resource
 
     def __init__(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:gateway:Gateway", name, None, opts)
@@ -82,11 +89,19 @@ class Gateway(pulumi.ComponentResource):
             wait=True,
             wait_timeout=60,
             **args.runtime.container_kwargs("gateway"),
-            opts=pulumi.ResourceOptions(parent=self),
+            # A container is replaced delete-first (pulumi-docker resources.go; its name and host ports are fixed
+            # anyway): waiting for the gateway before it keeps one gateway serving at every moment.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         self.config = apply_in_container(
             f"{name}-config", self.container, args.container_name, APPLY_SCRIPT, args.bundle, args.docker_host,
             # Applied only once the api containers exist and are healthy (wait=True).
             depends_on=args.upstreams_ready, parent=self,
         )
+        self.serving = self.config
+        if args.balancer_recovery_seconds:
+            # Runs when the container is new (first deploy, replacement): the balancer's time to re-admit it.
+            self.serving = command.local.Command(
+                f"{name}-readmitted", create=f"sleep {args.balancer_recovery_seconds}", triggers=[self.container.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config]))
         self.register_outputs({"container": self.container.name})

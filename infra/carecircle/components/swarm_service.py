@@ -6,10 +6,22 @@ stops), `parallelism` at a time, `failure_action: rollback`: a secret rotation o
 never takes the pool below its size. Secrets arrive as files (/run/secrets/<name>) named by
 `<NAME>_FILE` variables. The service is named by Pulumi (logical name + suffix): a change that Swarm
 cannot apply in place replaces it create-first, and the gateway follows the new name.
+
+Declared the way the provider reads it back (docs/scaling.md "What the provider does"), so that a
+`pulumi up` with nothing to change changes nothing:
+- every duration in the provider's read-back form (read_back_duration: "120s" is declared "2m");
+- the plain settings in a dotenv file (a Swarm config, mounted at ENV_FILE) and the env a single
+  DOTENV_CONFIG_PATH: the provider turns the env map into the task's list in a new order on every call,
+  and Swarm restarts every task when that order changes, so a scale would otherwise be a rolling restart;
+- `placement.platforms` declared for the create and then left to Swarm: the Docker client replaces it on
+  create with the registry's list for the image (ignore_changes);
+- no convergeConfig: the rollout gate waits (for the last batch too) and fails with Swarm's own message,
+  and a create that cannot converge keeps the service to look at instead of deleting it.
 """
 
 from __future__ import annotations
 
+import base64
 import shlex
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
@@ -18,6 +30,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
+from ..provider_semantics import read_back_duration
 from ..rendering import TEMPLATES
 from .common import HEALTHCHECK_RETRIES, HEALTHCHECK_TIMEOUT
 
@@ -25,6 +38,8 @@ ROLLOUT_SCRIPT = (TEMPLATES / "swarm-rollout.sh").read_text()
 # Nodes that take app tasks; a node joins the pool of app nodes once labelled (docs/scaling.md).
 APP_NODE_CONSTRAINT = "node.labels.carecircle.apps == true"
 SECRETS_DIR = "/run/secrets"
+# The dotenv file with the plain settings, named by the service's only environment variable.
+ENV_FILE = "/run/configs/carecircle.env"
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,15 @@ class SwarmServiceArgs:
     manager_host: Optional[str]  # DOCKER_HOST for the rollout gate (docker:host)
 
 
+def render_env_file(env: Mapping[str, str]) -> str:
+    """A dotenv file, KEY='value' per line in key order; single quotes keep every value literal (dotenv,
+    python-dotenv and sh read it the same)."""
+    for key, value in env.items():
+        if "'" in value or "\n" in value or "\r" in value:
+            raise ValueError(f"{key}: a setting written to the env file holds a quote or a line break")
+    return "".join(f"{key}='{value}'\n" for key, value in sorted(env.items()))
+
+
 def _bytes(megabytes: int) -> int:
     return megabytes * 1024 * 1024
 
@@ -83,12 +107,22 @@ def _nano_cpus(cpus: str) -> int:
 
 
 class SwarmService(pulumi.ComponentResource):
+    env_file: docker.ServiceConfig  # the plain settings, as a dotenv file
     service: docker.Service
     rollout: command.local.Command  # done once the service's current spec runs everywhere
 
     def __init__(self, name: str, args: SwarmServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:app:SwarmService", name, None, opts)
-        update_policy = dict(parallelism=args.rollout.parallelism, order="start-first", monitor=args.rollout.monitor, max_failure_ratio="0")
+        duration = read_back_duration
+        update_policy = dict(parallelism=args.rollout.parallelism, order="start-first", monitor=duration(args.rollout.monitor),
+                             max_failure_ratio="0")
+        env = {**args.env, **{f"{s.env}_FILE": f"{SECRETS_DIR}/{s.file_name}" for s in args.secret_files}}
+        self.env_file = docker.ServiceConfig(
+            f"{name}-env",
+            data=base64.b64encode(render_env_file(env).encode()).decode(),
+            labels=[docker.ServiceConfigLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.service = docker.Service(
             name,
             labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
@@ -97,17 +131,19 @@ class SwarmService(pulumi.ComponentResource):
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                     image=args.image,
                     commands=args.command,
-                    env={**args.env, **{f"{s.env}_FILE": f"{SECRETS_DIR}/{s.file_name}" for s in args.secret_files}},
+                    env={"DOTENV_CONFIG_PATH": ENV_FILE},
+                    configs=[docker.ServiceTaskSpecContainerSpecConfigArgs(
+                        config_id=self.env_file.id, config_name=self.env_file.name, file_name=ENV_FILE)],
                     secrets=[docker.ServiceTaskSpecContainerSpecSecretArgs(
                         # Swarm needs the name with the id (the provider calls it optional).
                         secret_id=s.secret.id, secret_name=s.secret.name, file_name=s.file_name)
                         for s in args.secret_files],
                     healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
-                        tests=args.health_test, interval=args.health_interval, timeout=HEALTHCHECK_TIMEOUT,
-                        retries=HEALTHCHECK_RETRIES, start_period="30s"),
+                        tests=args.health_test, interval=duration(args.health_interval), timeout=duration(HEALTHCHECK_TIMEOUT),
+                        retries=HEALTHCHECK_RETRIES, start_period=duration("30s")),
                     stop_signal="SIGTERM",
                     # Unset, the provider sends 0s: SIGKILL right after SIGTERM.
-                    stop_grace_period=f"{args.stop_grace_seconds}s",
+                    stop_grace_period=duration(f"{args.stop_grace_seconds}s"),
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
                     limits=docker.ServiceTaskSpecResourcesLimitsArgs(
@@ -117,22 +153,22 @@ class SwarmService(pulumi.ComponentResource):
                 ),
                 # `any`: a replica stopped for failing its healthcheck exits 0 after draining, and must come back.
                 # Unset, the provider sends a 0 s delay: an immediate restart loop.
-                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="5s", max_attempts=0, window="30s"),
+                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay=duration("5s"), max_attempts=0,
+                                                                       window=duration("30s")),
                 placement=docker.ServiceTaskSpecPlacementArgs(
                     constraints=[APP_NODE_CONSTRAINT],
                     max_replicas=args.max_replicas_per_node,
-                    # Declared, so the provider does not record the registry's list at create and roll every task at the next run.
                     platforms=[docker.ServiceTaskSpecPlacementPlatformArgs(os=args.node_platform[0], architecture=args.node_platform[1])],
                 ),
                 networks_advanceds=[docker.ServiceTaskSpecNetworksAdvancedArgs(id=network) for network in args.networks],
                 log_driver=docker.ServiceTaskSpecLogDriverArgs(name="json-file", options=args.log_options),
             ),
-            update_config=docker.ServiceUpdateConfigArgs(**update_policy, delay=args.rollout.delay, failure_action="rollback"),
-            rollback_config=docker.ServiceRollbackConfigArgs(**update_policy, delay="0s", failure_action="pause"),
+            update_config=docker.ServiceUpdateConfigArgs(**update_policy, delay=duration(args.rollout.delay), failure_action="rollback"),
+            rollback_config=docker.ServiceRollbackConfigArgs(**update_policy, delay=duration("0s"), failure_action="pause"),
             # Gateways and Prometheus address the tasks (tasks.<service>), never a virtual IP.
             endpoint_spec=docker.ServiceEndpointSpecArgs(mode="dnsrr"),
-            converge_config=docker.ServiceConvergeConfigArgs(delay="5s", timeout=f"{args.rollout.converge_timeout_seconds}s"),
-            opts=pulumi.ResourceOptions(parent=self),
+            # The platforms the Docker client wrote at create (the registry's list for the image) stay.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["taskSpec.placement.platforms"]),
         )
         self.rollout = command.local.Command(
             f"{name}-rollout",

@@ -9,6 +9,9 @@ from typing import Any, Optional
 
 NAMESPACE = "carecircle"
 DOCKER_HOST_KEY = "docker:host"
+# The docker provider's registry credentials: read by the default provider itself, and by the program for
+# the providers it declares (every node pulls with them).
+REGISTRY_AUTH_KEY = "docker:registryAuth"
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,16 @@ def _quote(value: str) -> str:
 def fix_command(stack: str, key: str, fix: Any, *, path: str = "", secret: bool = False, structured: bool = False) -> str:
     """The command that sets `key` (at `path`) to `fix`; an empty fix means remove the key."""
     if fix == "":
-        return f"pulumi config rm {key} --stack {stack}"
+        return f"pulumi config rm {'--path ' if path else ''}{_quote(key + path)} --stack {stack}"
+    if structured and not path and secret and isinstance(fix, list) and fix and isinstance(fix[0], dict):
+        # A list of objects holding secrets: one --path command per field, each stored encrypted.
+        return "; ".join(f"pulumi config set --path --secret {_quote(f'{key}[0].{field}')} {_quote(str(value))} --stack {stack}"
+                         for field, value in fix[0].items())
     if structured and not path:
         return f"set {key} in Pulumi.{stack}.yaml, e.g. {fix if isinstance(fix, str) else json.dumps(fix)}"
     text = str(fix).lower() if isinstance(fix, bool) else str(fix)
     if path:
-        return f"pulumi config set --path {_quote(key + path)} {_quote(text)} --stack {stack}"
+        return f"pulumi config set --path {'--secret ' if secret else ''}{_quote(key + path)} {_quote(text)} --stack {stack}"
     return f"pulumi config set {'--secret ' if secret else ''}{key} {_quote(text)} --stack {stack}"
 
 

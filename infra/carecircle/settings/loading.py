@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from .base import INVALID, Environment, SkipRule, Violation, is_structured, secret_kind
-from .errors import DOCKER_HOST_KEY, NAMESPACE, ConfigError, ConfigProblem, fix_command, full_key, problem
+from .errors import DOCKER_HOST_KEY, NAMESPACE, REGISTRY_AUTH_KEY, ConfigError, ConfigProblem, fix_command, full_key, problem
 from .gateway import Route
 from .model import SECTIONS, Settings, all_cross_rules
 
@@ -62,13 +62,17 @@ def fake_template(key: str) -> str:
 
 def _example(field_name: str, path: str) -> Any:
     field = FIELDS[field_name]
-    if path:  # inside a route: the example of that route field
+    if path and field.alias == "gatewayRoutes":  # inside a route: the example of that route field
         route_field = Route.model_fields.get(next((n for n, f in Route.model_fields.items() if f.alias == path.rsplit(".", 1)[-1]), ""))
-        field = route_field or field
+        if route_field is not None:
+            extra = route_field.json_schema_extra if isinstance(route_field.json_schema_extra, dict) else {}
+            return extra.get("example", "<value>")
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     example = extra.get("example", "<value>")
-    if re.fullmatch(r"\[[0-9]+\]", path):  # one element of a list
-        return example[0] if isinstance(example, list) and example else "<value>"
+    element = re.fullmatch(r"\[[0-9]+\](?:\.(\w+))?", path)
+    if element:  # one element of a list, or one field of it
+        first = example[0] if isinstance(example, list) and example else "<value>"
+        return first.get(element.group(1), "<value>") if element.group(1) and isinstance(first, dict) else first
     return example
 
 
@@ -83,6 +87,9 @@ def _from_pydantic(stack: str, error: dict[str, Any]) -> ConfigProblem:
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"][1:])
     if error["type"] == "missing":
         message = "is not set"
+    elif error["type"] == "extra_forbidden":
+        return ConfigProblem(key=full_key(alias), path=path, message="is not a key this program reads here",
+                             fix=fix_command(stack, full_key(alias), "", path=path))
     else:
         message = error["msg"][0].lower() + error["msg"][1:]
     return ConfigProblem(key=full_key(alias), path=path, message=message,
@@ -114,7 +121,7 @@ def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[
     data: dict[str, Any] = {}
     for key, value in sorted(values.items()):
         namespace, _, name = key.partition(":")
-        if key == DOCKER_HOST_KEY:
+        if key in (DOCKER_HOST_KEY, REGISTRY_AUTH_KEY):  # docker provider keys the program reads too
             alias = key
         elif namespace == NAMESPACE:
             alias = name

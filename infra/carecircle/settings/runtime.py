@@ -6,12 +6,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Iterator, Literal, Optional
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from .address_types import DockerHost
 from .base import Environment, Section, Violation, cross_rule, key
-from .errors import DOCKER_HOST_KEY
-from .types import STRICT_ENVIRONMENTS, DockerName, LogSize, config_int, pattern, rule, text_type
+from .errors import DOCKER_HOST_KEY, REGISTRY_AUTH_KEY
+from .secret_types import SecretKind
+from .types import STRICT_ENVIRONMENTS, DockerName, LogSize, config_int, pattern, rule, text_type, visible_text
 
 EnvironmentName = Literal["dev", "staging", "prod"]
 # Docker's default bridge (docker0); an edge network on it would clash with the host's own routes.
@@ -38,6 +39,27 @@ def _edge_subnet(value: Any) -> str:
 
 EdgeSubnet = Annotated[str, BeforeValidator(_edge_subnet)]
 LogFiles = config_int(1, 100)
+RegistryAddress = text_type(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?::[0-9]{1,5})?",
+                            "must be a registry host such as ghcr.io or registry.example:5000 (no scheme, no path)")
+RegistryUser = text_type(r"[\x21-\x7e]{1,256}", "must be a user name (visible ASCII, at most 256 characters)")
+
+
+def _registry_password(value: Any) -> SecretStr:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return SecretStr(visible_text(text, "must be the registry password or token"))
+
+
+class RegistryCredential(BaseModel):
+    """One entry of docker:registryAuth (the provider's own shape; config files are not read here)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    address: RegistryAddress
+    username: RegistryUser
+    password: Annotated[SecretStr, BeforeValidator(_registry_password)]
+
+
+# The whole key is a secret (it holds passwords); the offline tools fake it with this list.
+REGISTRY_AUTH = SecretKind(lambda text: None, '[{{"address":"registry.fake.invalid","username":"fake","password":"fake-{tag}"}}]')
 HealthcheckInterval = text_type(r"(?:[1-9]|[1-9][0-9]|[12][0-9][0-9]|300)s", "must be whole seconds from 1s to 300s, such as 10s")
 
 
@@ -55,6 +77,11 @@ class RuntimeSettings(Section):
     docker_host: Optional[DockerHost] = key(
         "Docker engine to deploy to: ssh://user@host (staging/prod), or in dev unix:///path (default: the local engine).",
         "ssh://deploy@docker-host.example", alias=DOCKER_HOST_KEY, default=None)
+    registry_auth: Annotated[list[RegistryCredential], REGISTRY_AUTH] = key(
+        "Registry credentials every Docker host pulls the stack's private images with (the docker provider's own key, a "
+        "secret): the default provider reads it, and the program gives it to the providers of the edge and monitoring nodes; "
+        "on Swarm the manager hands it to every node that runs a task.",
+        [{"address": "ghcr.io", "username": "carecircle-deploy", "password": "<token>"}], alias=REGISTRY_AUTH_KEY, default=[])
     node_env: Literal["development", "production", "test"] = key("NODE_ENV of api and workers.", "production")
     restart_policy: Literal["no", "on-failure", "always", "unless-stopped"] = key("Docker restart policy of every container.", "unless-stopped")
     log_max_size: LogSize = key("json-file log rotation: size of one file (k, m or g).", "10m")
@@ -71,6 +98,14 @@ class RuntimeSettings(Section):
         if self.environment is not None and self.environment != environment.name:
             yield Violation("environment", f"stack '{self.stack}' is a {environment.name} stack (bound by its name); "
                                            f"it cannot declare itself {self.environment}", environment.name)
+
+    @cross_rule
+    def _one_credential_per_registry(self, environment: Environment) -> Iterator[Violation]:
+        addresses = [credential.address for credential in self.registry_auth]
+        for index, address in enumerate(addresses):
+            if address in addresses[:index]:
+                yield Violation("registry_auth", f"lists {address} twice: the provider keeps one credential per registry", "",
+                                path=f"[{index}].address")
 
     @cross_rule
     def _remote_docker_host(self, environment: Environment) -> Iterator[Violation]:

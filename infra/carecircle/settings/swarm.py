@@ -13,6 +13,7 @@ GoDuration = text_type(r"[1-9][0-9]{0,5}(?:ms|s|m|h)", "must be a duration such 
 PerNode = config_int(0, 10_000)
 NodePlatform = text_type(r"linux/(?:amd64|arm64|arm|386|ppc64le|s390x)", "must be linux/<architecture> such as linux/amd64")
 Parallelism = config_int(1, 100)
+BalancerRecovery = config_int(0, 600)
 # Swarm service names are DNS labels (63 characters); Pulumi appends "-" and 7 hex characters.
 SERVICE_NAME_LIMIT = 63 - 8
 SWARM_ONLY_KEYS = ("swarm_edge_hosts", "swarm_monitoring_host")
@@ -40,6 +41,11 @@ class SwarmSettings(Section):
     api_memory_reserved_mb: PerNode = key("Memory (MB) the scheduler reserves for each api replica (0: its limit).", 0)
     workers_cpus_reserved: Optional[Cpus] = key("CPUs reserved for each worker (default: its limit).", "0.5", default=None)
     workers_memory_reserved_mb: PerNode = key("Memory (MB) reserved for each worker (0: its limit).", 0)
+    swarm_balancer_recovery_seconds: BalancerRecovery = key(
+        "Seconds the L4 load balancer in front of the edge gateways needs to put an edge back in service once it answers "
+        "again (its health-check interval times its rise count). Gateways replaced in one `pulumi up` (an image upgrade, a "
+        "new edge network) go one after another: the next one is stopped only this long after the previous one serves again.",
+        10)
 
     @cross_rule
     def _swarm_keys_on_swarm_stacks(self, environment: Environment) -> Iterator[Violation]:
@@ -103,6 +109,20 @@ class SwarmSettings(Section):
             memory, reserved_mb = getattr(self, f"{app}_memory_mb"), getattr(self, f"{app}_memory_reserved_mb")
             if reserved_mb > memory:
                 yield Violation(f"{app}_memory_reserved_mb", f"must be at most {app}MemoryMb ({memory})", memory)
+
+    @cross_rule
+    def _service_images_by_digest(self, environment: Environment) -> Iterator[Violation]:
+        # The Docker client pins a tag to tag@digest when it creates a service (QueryRegistry) and the provider
+        # reads that back; the next `pulumi up` would then send the bare tag again and roll every task onto it.
+        if self.platform != "swarm":
+            return
+        fields = ["workers_image", *(f"api_{color}_image" for color in ("blue", "green") if self.pool_runs(color))]
+        for field in fields:
+            reference = getattr(self, field)
+            if reference is not None and "@sha256:" not in reference:
+                yield Violation(field, "a swarm service's image is pinned by digest: Docker pins a tag to its digest when it "
+                                       "creates the service, and the next pulumi up would roll every task back onto the "
+                                       "bare tag (docs/scaling.md)", f"{reference}@sha256:<digest>")
 
     @cross_rule
     def _service_names_fit(self, environment: Environment) -> Iterator[Violation]:

@@ -133,8 +133,21 @@ ABSOLUTE_PATH = r"(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)+"
 DockerName = text_type(r"[a-z0-9][a-z0-9_.-]{0,62}", "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
 SqlIdentifier = text_type(r"[a-z_][a-z0-9_]{0,62}", "must be a lower-case SQL identifier (letters, digits, '_')")
 Port = config_int(1, 65535)
+def _cpus_the_engine_keeps(text: str) -> Optional[str]:
+    from fractions import Fraction
+
+    from ..provider_semantics import read_back_cpus
+
+    if float(text) == 0:
+        return "must be more than 0 CPUs"
+    if Fraction(read_back_cpus(text).rstrip(".")) != Fraction(text):
+        # nanoInt64ToDecimalString rounds it: the container would be replaced on every pulumi up.
+        return f"the docker provider reads {text} CPUs back as {read_back_cpus(text)}: use a value it keeps, such as 0.1 or 0.25"
+    return None
+
+
 Cpus = text_type(r"(?:[1-9][0-9]{0,2}|0)(?:\.[0-9]{1,3})?", "must be a decimal number of CPUs such as \"0.5\" or \"2\" (at most 3 decimals)",
-                 also=lambda v: "must be more than 0 CPUs" if float(v) == 0 else None)
+                 also=_cpus_the_engine_keeps)
 LogSize = text_type(r"[1-9][0-9]{0,4}[kmg]", "must be a size such as 10m (k, m or g)")
 JwtLifetime = text_type(r"[1-9][0-9]{0,5}[smhd]", "must be a duration such as 15m, 12h or 7d")
 HttpPath = text_type(r"/(?:[A-Za-z0-9._~-]+/?)*", "must be an absolute URL path such as /health (letters, digits, '.', '_', '~', '-', '/')")

@@ -29,6 +29,13 @@ if [ "$monitoring" != "-" ]; then
     id=$(node_of "$monitoring")
     labelled "$id" carecircle.monitoring || fail "$monitoring is not labelled carecircle.monitoring=true: docker node update --label-add carecircle.monitoring=true $id"
 fi
-apps=$(docker node ls --filter node.label=carecircle.apps=true --format '{{.ID}}' | wc -l)
-[ "$apps" -gt 0 ] || fail "no node is labelled carecircle.apps=true: the api and workers would stay pending (docs/scaling.md)"
+# Node labels are read from each node's spec: `docker node ls --filter node.label=` needs Docker 23 (API 1.42)
+# and older engines ignore it, counting every node.
+apps=0
+for id in $(docker node ls -q); do
+    if labelled "$id" carecircle.apps && [ "$(docker node inspect --format '{{.Spec.Availability}} {{.Status.State}}' "$id")" = "active ready" ]; then
+        apps=$((apps + 1))
+    fi
+done
+[ "$apps" -gt 0 ] || fail "no active, ready node is labelled carecircle.apps=true: the api and workers would stay pending (docs/scaling.md)"
 echo "carecircle preflight: $manager manages cluster $cluster; $# edge node(s), $apps app node(s) checked"

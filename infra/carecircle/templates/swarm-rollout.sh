@@ -18,6 +18,15 @@ while :; do
             exit 1
             ;;
     esac
+    # A node that cannot pull the image rejects the task at once, and Swarm retries forever: say so now.
+    image=$(docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$service")
+    pull=$(docker service ps --no-trunc --format '{{.Image}}|{{.Error}}' "$service" \
+        | grep -F "$image|" | grep -E 'No such image|pull access denied|unauthorized|manifest unknown|not found' | head -1 || true)
+    if [ -n "$pull" ]; then
+        echo "carecircle rollout: $service: the nodes cannot pull $image: ${pull#*|}" >&2
+        echo "carecircle rollout: a private registry needs its credentials in docker:registryAuth (a secret; docs/scaling.md, \"Registry credentials\")" >&2
+        exit 1
+    fi
     desired=$(docker service inspect --format '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}' "$service")
     running=$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "$service" | grep -c '^Running' || true)
     if [ "$state" != "updating" ] && [ "$running" = "$desired" ]; then

@@ -31,6 +31,8 @@ class Kind:
     on_engine: ClassVar[bool] = True  # has an id on an engine
     delete_before_replace: ClassVar[bool] = False  # the provider asks for it (pulumi-docker resources.go)
     reads_after_update: ClassVar[bool] = True  # the provider's Update ends with its Read
+    # The provider's Read waits this long before its first look (its StateChangeConf Delay).
+    read_delay: ClassVar[float] = 0.0
 
     def validate(self, resource: DeclaredResource) -> None:
         """Refuse what the provider would refuse before any engine is contacted."""

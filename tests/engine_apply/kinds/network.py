@@ -52,10 +52,11 @@ class Network(Kind):
         body = {**body, "CheckDuplicate": True}  # the Go client sets it for engines before API 1.44
         live.id = ctx.call(live, "POST", "/networks/create", body=body, what="create network")["Id"]
 
+    read_delay = READ_DELAY
+
     def read(self, ctx: Context, live: Live) -> Optional[dict]:
-        # resourceDockerNetworkReadRefreshFunc under a StateChangeConf: first look after 2 s (Delay); an
+        # resourceDockerNetworkReadRefreshFunc under a StateChangeConf (first look after read_delay): an
         # "overlay"-scoped network is read once the engine shows its options, up to 30 s.
-        time.sleep(READ_DELAY)
         deadline = time.monotonic() + 30
         while True:
             network = inspect_or_none(ctx, live, "/networks/{0}", "inspect network")

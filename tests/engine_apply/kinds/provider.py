@@ -4,18 +4,13 @@ credentials its creates and updates send (provider.go providerSetToRegistryAuth)
 from __future__ import annotations
 
 from ..client import Context
-from ..mapping import Schema, each, to
+from ..mapping import Schema, to
 from ..records import Live
-from ..values import boolean, string
+from ..registry import registry_auth_entries
+from ..values import string
 from .base import Change, Kind
 
-REGISTRY_AUTH_FIELDS = {
-    "address": to("address", string),
-    "username": to("username", string),
-    "password": to("password", string),
-    "authDisabled": to("authDisabled", boolean),
-}
-FIELDS = {"host": to("@host", string), "registryAuth": to("@registryAuth", each(REGISTRY_AUTH_FIELDS))}
+FIELDS = {"host": to("@host", string), "registryAuth": to("@registryAuth", registry_auth_entries)}
 
 
 class Provider(Kind):

@@ -1,0 +1,146 @@
+"""The rollout gate (templates/swarm-rollout.sh), the only thing that fails `pulumi up` on a rolled-back or
+half-finished release, against every state Swarm reports. A stand-in `docker` answers the gate's
+`service inspect` / `service ps` calls from a scripted sequence of polls (one frame per poll), and a
+stand-in `sleep` returns at once; the timing on a real swarm is tests/swarm's."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from carecircle.components.swarm_service import ROLLOUT_SCRIPT
+
+IMAGE = "ghcr.io/carecircle/api:2.0.0@sha256:" + "2" * 64
+FAKE_DOCKER = textwrap.dedent('''\
+    #!/usr/bin/env python3
+    """docker, as far as the rollout gate asks it: frames[i] answers poll i (a poll starts with the
+    UpdateStatus.State question); the last frame repeats."""
+    import json, os, sys
+    state_dir = os.environ["GATE_STATE"]
+    frames = json.load(open(os.path.join(state_dir, "frames.json")))
+    counter = os.path.join(state_dir, "poll")
+    args = sys.argv[1:]
+    fmt = args[args.index("--format") + 1] if "--format" in args else ""
+    if args[:2] == ["service", "inspect"] and "UpdateStatus.State" in fmt:
+        poll = int(open(counter).read()) + 1 if os.path.exists(counter) else 0
+        open(counter, "w").write(str(poll))
+    poll = int(open(counter).read()) if os.path.exists(counter) else 0
+    frame = frames[min(poll, len(frames) - 1)]
+    if args[:2] == ["service", "inspect"]:
+        if "UpdateStatus.State" in fmt:
+            print(frame.get("state", ""))
+        elif "UpdateStatus.Message" in fmt:
+            print(frame.get("message", ""))
+        elif "ContainerSpec.Image" in fmt:
+            print(frame.get("image", "IMAGE"))
+        elif "Replicas" in fmt:
+            print(frame.get("desired", ""))
+        sys.exit(0)
+    if args[:2] == ["service", "ps"]:
+        running = "desired-state=running" in args
+        for task in frame.get("tasks", []):
+            if running and task["desired"] != "Running":
+                continue
+            line = fmt.replace("{{.CurrentState}}", task["current"]).replace("{{.Image}}", task.get("image", "IMAGE"))
+            line = line.replace("{{.Error}}", task.get("error", "")).replace("{{.Name}}", "svc.1")
+            print(line.replace("{{.DesiredState}}", task["desired"]))
+        sys.exit(0)
+    sys.exit("fake docker: unexpected call " + " ".join(args))
+''').replace("IMAGE", IMAGE)
+
+
+def task(current: str, desired: str = "Running", **extra: str) -> dict[str, str]:
+    return {"current": current, "desired": desired, **extra}
+
+
+RUNNING = task("Running 3 seconds ago")
+
+
+def gate(tmp_path: Path, frames: list[dict], timeout: int = 20) -> subprocess.CompletedProcess:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in (("docker", FAKE_DOCKER), ("sleep", "#!/bin/sh\nexit 0\n")):
+        path = bin_dir / name
+        path.write_text(body)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "frames.json").write_text(json.dumps(frames))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GATE_STATE": str(tmp_path)}
+    return subprocess.run(["sh", "-c", ROLLOUT_SCRIPT, "rollout", "svc-id", str(timeout)], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def polls(tmp_path: Path) -> int:
+    return int((tmp_path / "poll").read_text()) + 1
+
+
+def test_a_rollout_is_done_only_once_swarm_says_completed_and_every_replica_runs(tmp_path):
+    between_batches = {"state": "updating", "desired": 3, "tasks": [RUNNING, RUNNING, RUNNING]}
+    frames = [between_batches, between_batches, {"state": "completed", "desired": 3, "tasks": [RUNNING, RUNNING, RUNNING]}]
+    done = gate(tmp_path, frames)
+    assert done.returncode == 0, done.stderr
+    assert polls(tmp_path) == 3  # every replica ran between batches too, yet the gate waited for "completed"
+    assert "3/3 replicas running, update completed" in done.stdout
+
+
+@pytest.mark.parametrize("state", ["rollback_started", "rollback_completed", "paused", "rollback_paused"])
+def test_a_rolled_back_or_paused_update_fails_the_apply_with_swarms_message(tmp_path, state):
+    message = "update rolled back due to failure or early termination of task abc"
+    failed = gate(tmp_path, [{"state": state, "message": message, "desired": 3, "tasks": [RUNNING, RUNNING, RUNNING]}])
+    assert failed.returncode == 1
+    assert f"update {state}: {message}" in failed.stderr
+
+
+def test_a_scale_or_a_create_without_an_update_status_waits_for_every_replica(tmp_path):
+    frames = [{"state": "", "desired": 3, "tasks": [RUNNING, task("Starting 1 second ago")]},
+              {"state": "", "desired": 3, "tasks": [RUNNING, RUNNING, task("Preparing 1 second ago")]},
+              {"state": "", "desired": 3, "tasks": [RUNNING, RUNNING, RUNNING]}]
+    done = gate(tmp_path, frames)
+    assert done.returncode == 0, done.stderr
+    assert polls(tmp_path) == 3 and "3/3 replicas running" in done.stdout
+
+
+def test_a_rollout_that_does_not_finish_in_time_fails_with_the_tasks(tmp_path):
+    stuck = {"state": "updating", "desired": 3, "tasks": [RUNNING, RUNNING, task("Starting 9 minutes ago")]}
+    failed = gate(tmp_path, [stuck], timeout=6)
+    assert failed.returncode == 1
+    assert "2/3 replicas running after 6s (update updating)" in failed.stderr
+    assert "Starting 9 minutes ago" in failed.stderr
+
+
+def test_nodes_that_cannot_pull_the_image_fail_the_apply_at_once_naming_the_registry_credentials(tmp_path):
+    rejected = task("Rejected 2 seconds ago", desired="Shutdown", image=IMAGE,
+                    error=f"No such image: {IMAGE}")
+    failed = gate(tmp_path, [{"state": "", "desired": 3, "tasks": [rejected, task("Pending 1 second ago")]}], timeout=300)
+    assert failed.returncode == 1 and polls(tmp_path) == 1
+    assert f"the nodes cannot pull {IMAGE}: No such image" in failed.stderr
+    assert "docker:registryAuth" in failed.stderr
+
+
+def test_an_old_releases_pull_error_does_not_fail_a_new_one(tmp_path):
+    old = task("Rejected 5 minutes ago", desired="Shutdown", image="ghcr.io/carecircle/api:1.9.0@sha256:" + "1" * 64,
+               error="No such image: the old one")
+    done = gate(tmp_path, [{"state": "completed", "desired": 1, "tasks": [old, RUNNING]}])
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_gate_runs_again_when_the_replicas_change():
+    from carecircle.offline import evaluate_stack
+
+    def triggers(replicas: int) -> list:
+        evaluation = evaluate_stack("prod", overrides={"carecircle:workersReplicas": replicas})
+        return next(r for r in evaluation.resources if r.name == "carecircle-prod-workers-rollout").inputs["triggers"]
+
+    assert triggers(3) != triggers(4)  # a scale is a rollout the gate waits for
+    assert json.dumps(triggers(3)).count('"replicas": 3') == 1
+
+
+def test_the_script_is_what_the_gate_runs():
+    # The stand-in answers exactly the calls the script makes; a new call must be added here first.
+    calls = {line.strip().split("docker ", 1)[1].split(" ")[0:2][1] for line in ROLLOUT_SCRIPT.splitlines()
+             if "docker service" in line and not line.strip().startswith("#")}
+    assert calls == {"inspect", "ps"}
