@@ -3,6 +3,8 @@ accepts, so a test can change only that value and know the change is what was re
 
 from __future__ import annotations
 
+import json
+
 import typing
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -70,7 +72,10 @@ def every_key() -> list[Key]:
         stack, value = BASELINES.get(key, (None, None))
         if stack is None:
             stack = next((s for s in STACKS if key in configs[s][1]), "dev")
-            value = configs[stack][1].get(key) or (field.json_schema_extra or {}).get("example")
+            value = configs[stack][1].get(key)
+            if value is None:  # the key's example, as the CLI would pass it (lists as JSON text)
+                example = (field.json_schema_extra or {}).get("example")
+                value = json.dumps(example) if kind(field.alias) == "list" else example
         keys.append(Key(key, kind(field.alias), stack, value))
     return keys
 

@@ -22,7 +22,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import docker
 import pulumi_docker as dk
@@ -163,8 +163,9 @@ def new_uid() -> str:
     return "t" + uuid.uuid4().hex[:6]
 
 
-def evaluate(engine: Engine, program: Callable[[], None], stack: str = "engapply") -> Evaluation:
-    return evaluate_config(stack, "carecircle", {"docker:host": engine.host}, set(), program=program)
+def evaluate(engine: Engine, program: Callable[[], None], stack: str = "engapply",
+             renamed: Optional[dict[str, int]] = None) -> Evaluation:
+    return evaluate_config(stack, "carecircle", {"docker:host": engine.host}, set(), program=program, renamed=renamed)
 
 
 def b64(text: str) -> str:

@@ -129,7 +129,7 @@ def test_a_refresh_sees_a_scale_made_outside_pulumi_and_the_next_apply_undoes_it
     assert engine.api.inspect_service(applier.real_id("svc"))["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
 
 
-def test_a_network_the_program_names_is_replaced_delete_first_and_its_services_with_it(engine, applier, uid):
+def test_a_network_the_program_names_cannot_be_replaced_while_a_service_uses_it(engine, applier, uid):
     def program(label: str, named: bool):
         def declare():
             net = dk.Network("net", name=f"{uid}-net" if named else None, driver="overlay", attachable=True,
@@ -144,15 +144,18 @@ def test_a_network_the_program_names_is_replaced_delete_first_and_its_services_w
     assert result.steps == [("create-replacement", "net"), ("create-replacement", "svc"), ("delete-replaced", "svc"),
                             ("delete-replaced", "net")]  # autonamed: the new ones exist before the old ones go
 
+    applier.destroy()
     applier.apply(evaluate(engine, program("2", named=True)))
-    service_id = applier.real_id("svc")
-    with pytest.raises(EngineError, match="already exists"):
-        applier.apply(evaluate(engine, program("3", named=True)))
-    # Named: the service went first, then the network; Swarm accepted the network's removal but holds it
-    # until the service's task is gone, so the provider's create of the same name fails: nothing runs.
-    assert applier.history[-1].steps == [("delete-replaced", "svc"), ("delete-replaced", "net")]
-    with pytest.raises(docker.errors.NotFound):
-        engine.api.inspect_service(service_id)
+    service_id, network_id = applier.real_id("svc"), applier.real_id("net")
+    with pytest.raises(EngineError, match="in use by service"):  # (the service, on a new network, is named anew)
+        applier.apply(evaluate(engine, program("3", named=True)),
+                      rename=lambda names: evaluate(engine, program("3", named=True), renamed=dict.fromkeys(names, 1)))
+    # Named: replaced delete-first, and the service is not taken with it: its taskSpec, the input that took the
+    # network's id, made unknown is an update for the provider (task_spec is not ForceNew; only what is inside
+    # it is), so the engine deletes the network while the service uses it, Swarm refuses for as long as the
+    # provider retries, and the apply fails with both still running.
+    assert applier.history[-1].steps == []
+    assert engine.api.inspect_service(service_id) and engine.api.inspect_network(network_id)
 
 
 def test_ignore_changes_keeps_the_previous_value_and_replace_applies_the_declared_one(engine, applier, uid):

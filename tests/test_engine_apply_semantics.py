@@ -23,6 +23,7 @@ from engine_apply import (
     ContainerHealthError,
     ConvergeError,
     EngineApplier,
+    EngineApplyError,
     EngineError,
     ProtectedResourceError,
     UnmappedInputError,
@@ -168,6 +169,40 @@ def test_a_resource_the_program_names_is_replaced_delete_first_an_autonamed_one_
     assert engine.api.inspect_service(applier.real_id("svc"))["Spec"]["TaskTemplate"]["Networks"][0]["Aliases"] == ["c"]
 
 
+def test_a_drift_that_replaces_an_autonamed_service_names_the_replacement_anew_before_anything_changes(engine, applier, uid):
+    """Someone detached the service from its network by hand; the refreshed plan replaces it (attachments
+    are ForceNew), and the engine names the replacement anew (step_generator.go continueStepsFromDiff runs
+    Check without the old inputs): the program is evaluated again with that name, and the new service
+    exists before the old one goes."""
+    def declare():
+        net = overlay(f"{uid}-net")
+        dk.Service("svc", task_spec=dk.ServiceTaskSpecArgs(
+            container_spec=dk.ServiceTaskSpecContainerSpecArgs(image=IMAGE, commands=["sleep", "3600"]),
+            networks_advanceds=[dk.ServiceTaskSpecNetworksAdvancedArgs(id=net.id)]))
+
+    applier.apply(evaluate(engine, declare))
+    old_name = applier.live(SERVICE, "svc").state["name"]
+    spec = engine.api.inspect_service(old_name)
+    engine.api.update_service(spec["ID"], spec["Version"]["Index"], fetch_current_spec=True,
+                              task_template={**spec["Spec"]["TaskTemplate"], "Networks": []})
+    with pytest.raises(EngineApplyError, match=r"replaces \['svc'\], which the engine names anew"):
+        applier.apply(evaluate(engine, declare), refresh=True)
+    assert engine.api.inspect_service(old_name)  # refused before anything changed
+
+    renamed: dict[str, int] = {}
+
+    def rename(names: list[str]) -> Evaluation:
+        renamed.update({name: renamed.get(name, 0) + 1 for name in names})
+        return evaluate(engine, declare, renamed=renamed)
+
+    result = applier.apply(evaluate(engine, declare), refresh=True, rename=rename)
+    new_name = applier.live(SERVICE, "svc").state["name"]
+    assert renamed == {"svc": 1} and new_name != old_name and new_name.startswith("svc-")
+    assert result.steps == [("create-replacement", "svc"), ("delete-replaced", "svc")]
+    assert not engine.api.services(filters={"name": old_name})
+    assert engine.api.inspect_service(new_name)["Spec"]["TaskTemplate"]["Networks"]
+
+
 def _health_program(uid: str, args: str, converge: bool = True, monitor: str = "2s"):
     def program():
         net = overlay(f"{uid}-net")
@@ -258,6 +293,29 @@ def test_container_replacement_is_delete_first_and_takes_dependents_with_it(engi
     assert log.read_text().split() == ["create", "delete", "create"]
     assert applier.real_id("ctr") != old
     assert "V=2" in engine.api.inspect_container(applier.real_id("ctr"))["Config"]["Env"]
+
+
+def test_a_delete_first_replacement_takes_only_dependents_whose_inputs_would_force_a_replacement(engine, applier, uid, tmp_path):
+    """calculateDependentReplacements: a dependent goes before the replaced resource only when an input that
+    took its output, made unknown, makes the dependent's diff a replacement. One that merely dependsOn it
+    (the next gateway after this one), or whose such input updates in place, waits until the program
+    registers it, after the replacement exists."""
+    log = tmp_path / "log"
+
+    def program(env: str):
+        def declare():
+            first = dk.Container("first", name=f"{uid}-first", image=IMAGE, envs=[env], command=["sleep", "3600"])
+            dk.Container("after", name=f"{uid}-after", image=IMAGE, envs=[env], command=["sleep", "3600"],
+                         opts=pulumi.ResourceOptions(depends_on=[first]))
+            command.local.Command("note", create=f"echo create >> {log}", update=f"echo update >> {log}",
+                                  environment={"FIRST": first.id})
+        return declare
+
+    applier.apply(evaluate(engine, program("V=1")))
+    result = applier.apply(evaluate(engine, program("V=2")))
+    assert result.steps[:2] == [("delete-replaced", "first"), ("create-replacement", "first")]
+    assert result.step_index("create-replacement", "first") < result.step_index("delete-replaced", "after")
+    assert result.updated == ["note"] and log.read_text().split() == ["create", "update"]
 
 
 def test_container_in_place_update_and_recorded_only_changes(engine, applier, uid):

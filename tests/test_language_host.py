@@ -26,7 +26,9 @@ HOST = textwrap.dedent("""
             if args.typ.startswith("docker:") and "name" not in state:  # the engine's autonaming
                 state["name"] = args.name + "-a1b2c3d"
             declared.append(state.get("name", args.name))
-            if args.typ.startswith("random:"):  # the engine returns the generated value
+            if args.typ == "random:index/randomId:RandomId":  # the engine returns the generated value
+                state["hex"] = "ab" * int(args.inputs["byteLength"])
+            elif args.typ.startswith("random:"):
                 state["result"] = "r" * int(args.inputs["length"])
             return args.name + "-id", state
         def call(self, args):

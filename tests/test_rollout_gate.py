@@ -1,7 +1,8 @@
 """The rollout gate (templates/swarm-rollout.sh), the only thing that fails `pulumi up` on a rolled-back or
 half-finished release, against every state Swarm reports. A stand-in `docker` answers the gate's
-`service inspect` / `service ps` calls from a scripted sequence of polls (one frame per poll), and a
-stand-in `sleep` returns at once; the timing on a real swarm is tests/swarm's."""
+`service inspect` / `service ps` / `inspect --type task` calls from a scripted sequence of polls (one
+frame per poll), and a stand-in `sleep` returns at once; the timing on a real swarm is tests/swarm's
+(test_provider_on_swarm.py test_3 for pull failures)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from carecircle.components.swarm_service import ROLLOUT_SCRIPT
 
 IMAGE = "ghcr.io/carecircle/api:2.0.0@sha256:" + "2" * 64
+SPEC_CHANGED = 1796562389567200496
 FAKE_DOCKER = textwrap.dedent('''\
     #!/usr/bin/env python3
     """docker, as far as the rollout gate asks it: frames[i] answers poll i (a poll starts with the
@@ -31,6 +33,7 @@ FAKE_DOCKER = textwrap.dedent('''\
         open(counter, "w").write(str(poll))
     poll = int(open(counter).read()) if os.path.exists(counter) else 0
     frame = frames[min(poll, len(frames) - 1)]
+    SPEC_CHANGED = 1796562389567200496  # the service's UpdatedAt in nanoseconds; tasks default to after it
     if args[:2] == ["service", "inspect"]:
         if "UpdateStatus.State" in fmt:
             print(frame.get("state", ""))
@@ -40,10 +43,21 @@ FAKE_DOCKER = textwrap.dedent('''\
             print(frame.get("image", "IMAGE"))
         elif "Replicas" in fmt:
             print(frame.get("desired", ""))
+        elif "UpdatedAt.UnixNano" in fmt:
+            print(frame.get("updated", SPEC_CHANGED))
+        sys.exit(0)
+    tasks = frame.get("tasks", [])
+    if args[:2] == ["service", "ps"] and "--quiet" in args:
+        print("\\n".join(f"task{i}" for i in range(len(tasks))))
+        sys.exit(0)
+    if args[:3] == ["inspect", "--type", "task"]:
+        for arg in args[5:]:
+            task = tasks[int(arg.removeprefix("task"))]
+            print(f'{task.get("created", SPEC_CHANGED + 1)}|{task.get("image", "IMAGE")}|{task.get("error", "")}')
         sys.exit(0)
     if args[:2] == ["service", "ps"]:
         running = "desired-state=running" in args
-        for task in frame.get("tasks", []):
+        for task in tasks:
             if running and task["desired"] != "Running":
                 continue
             line = fmt.replace("{{.CurrentState}}", task["current"]).replace("{{.Image}}", task.get("image", "IMAGE"))
@@ -128,6 +142,18 @@ def test_an_old_releases_pull_error_does_not_fail_a_new_one(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_pull_refused_before_the_spec_changed_does_not_fail_the_same_image_once_credentials_came(tmp_path):
+    # The same release, first deployed without docker:registryAuth, then updated with it: the rejected
+    # tasks of the first attempt stay in the history with the same image, but they predate the update.
+    refused = task("Rejected 20 seconds ago", desired="Shutdown", image=IMAGE, error=f"No such image: {IMAGE}",
+                   created=SPEC_CHANGED - 20_000_000_000)
+    frames = [{"state": "updating", "desired": 1, "tasks": [task("Preparing 1 second ago"), refused]},
+              {"state": "completed", "desired": 1, "tasks": [RUNNING, refused]}]
+    done = gate(tmp_path, frames)
+    assert done.returncode == 0, done.stderr
+    assert polls(tmp_path) == 2 and "1/1 replicas running" in done.stdout
+
+
 def test_the_gate_runs_again_when_the_replicas_change():
     from carecircle.offline import evaluate_stack
 
@@ -141,6 +167,6 @@ def test_the_gate_runs_again_when_the_replicas_change():
 
 def test_the_script_is_what_the_gate_runs():
     # The stand-in answers exactly the calls the script makes; a new call must be added here first.
-    calls = {line.strip().split("docker ", 1)[1].split(" ")[0:2][1] for line in ROLLOUT_SCRIPT.splitlines()
-             if "docker service" in line and not line.strip().startswith("#")}
-    assert calls == {"inspect", "ps"}
+    calls = {" ".join(line.split("docker ", 1)[1].split(" ")[:2]) for line in ROLLOUT_SCRIPT.splitlines()
+             if "docker " in line and not line.strip().startswith("#")}
+    assert calls == {"service inspect", "service ps", "inspect --type"}

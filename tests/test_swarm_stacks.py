@@ -162,6 +162,19 @@ def test_overlay_networks_attachable_internal_backend_autonamed_and_referenced_b
     assert workers == [{"id": f"{network_name(swarm, 'backend')}-id"}, {"id": f"{network_name(swarm, 'egress')}-id"}]
 
 
+def test_a_network_named_anew_names_every_service_attached_to_it_anew():
+    # Attachments are ForceNew: a service on a replaced network is replaced too, and Pulumi names the
+    # replacement anew, whichever of its attachments (first or last) changed.
+    before = evaluate_stack("staging")
+    edge = next(r for r in before.of_type(NETWORK) if "-edge-" in r.name)
+    after = evaluate_stack("staging", renamed={edge.name: 1})
+    names = lambda evaluation: {r.name: r.autoname for r in evaluation.of_type(SERVICE)}  # noqa: E731
+    changed = {name for name, autoname in names(before).items() if names(after)[name] != autoname}
+    on_edge = {r.name for r in before.of_type(SERVICE) if {"id": f"{edge.autoname}-id"} in r.inputs["taskSpec"]["networksAdvanceds"]}
+    assert "carecircle-staging-api-blue" in on_edge and "carecircle-staging-workers" not in on_edge
+    assert changed == on_edge
+
+
 def test_switching_encryption_is_new_networks_never_an_ignored_change():
     encrypted = evaluate_stack("staging")
     plain = evaluate_stack("staging", overrides={"carecircle:swarmEncryptOverlays": False})
@@ -267,3 +280,17 @@ def test_every_node_pulls_with_the_stacks_registry_credentials():
                                                                 "password": "token-3f9a1c"}]
         assert "registryAuth" in provider.secret_inputs
     assert "token-3f9a1c" not in json.dumps([{k: v for k, v in r.inputs.items() if k not in r.secret_inputs} for r in prod.resources])
+
+
+def test_new_registry_credentials_reach_every_service_by_an_update_that_restarts_nothing():
+    """Swarm keeps the credentials a service was created or last updated with; a service label that changes with
+    docker:registryAuth (a service's own labels are not its task spec) makes the provider send the new ones."""
+    def versions(token: str) -> set[str]:
+        credentials = json.dumps([{"address": "ghcr.io", "username": "carecircle-deploy", "password": token}])
+        evaluation = evaluate_stack("prod", secrets={"docker:registryAuth": credentials})
+        labels = [{label["label"]: label["value"] for label in r.inputs["labels"]} for r in evaluation.of_type(SERVICE)]
+        assert all(token not in json.dumps(label) for label in labels)  # the token itself is never in a label
+        return {label["com.carecircle.registry-credentials"] for label in labels}
+
+    first, same, rotated = versions("token-1"), versions("token-1"), versions("token-2")
+    assert len(first) == 1 and first == same and rotated != first

@@ -46,6 +46,8 @@ class DeclaredResource:
     # The name Pulumi generated because the program gave none (<logical name>-<7 hex>); "" otherwise.
     autoname: str = ""
     id: str = ""  # the id the engine (here, the mocks) gave it
+    # input name -> the urns whose outputs that input took (the engine's propertyDependencies)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,10 +136,11 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
             # suffix follows the inputs that replace it, so a replacement shows as a new name (and id). An
             # ignored input never replaces (the engine keeps its previous value).
             ignored = self.ignored.get((args.typ, args.name), ())
-            replacing = {path: value for path, value in _leaves(args.inputs) if replaces(args.typ, path)
-                         and not any(path == p or path.startswith(p + ".") for p in ignored)}
+            # Pairs, not a dict: the elements of a list share their path (two attachments' ids).
+            replacing = [(path, value) for path, value in _leaves(args.inputs) if replaces(args.typ, path)
+                         and not any(path == p or path.startswith(p + ".") for p in ignored)]
             if self.renamed.get(args.name):
-                replacing["(replaced)"] = self.renamed[args.name]
+                replacing.append(("(replaced)", self.renamed[args.name]))
             state["name"] = f"{args.name}-{hashlib.sha256(json.dumps(replacing, sort_keys=True, default=str).encode()).hexdigest()[:7]}"
             return f"{state['name']}-id", state
         if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
@@ -146,6 +149,10 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
             state["result"] = pulumi.Output.secret(value) if args.typ.endswith("RandomPassword") else value
             if self.evaluation is not None and args.typ.endswith("RandomPassword"):
                 self.evaluation.secret_values.add(value)
+        elif args.typ == "random:index/randomId:RandomId":
+            # A new value whenever its keepers change, as the provider replaces it then.
+            keepers = json.dumps(args.inputs.get("keepers") or {}, sort_keys=True, default=str)
+            state["hex"] = hashlib.sha256(f"{args.name}:{keepers}".encode()).hexdigest()[: 2 * int(args.inputs.get("byteLength", 4))]
         elif args.typ == "docker:index/image:Image":
             state["repoDigest"] = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
         return f"{args.name}-id", state
@@ -188,6 +195,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=request.retainOnDelete,
                 delete_before_replace=request.deleteBeforeReplace,
                 dependencies=list(request.dependencies),
+                property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 provider=request.provider,
                 ignore_changes=tuple(request.ignoreChanges),
                 autoname=outputs.get("name", "") if request.type in AUTONAMED and "name" not in inputs else "",
@@ -211,7 +219,8 @@ def evaluate_config(
     renamed: Optional[Mapping[str, int]] = None,
 ) -> Evaluation:
     """Run `program` (default: the CareCircle program) under mocks with this config. `renamed`: logical name
-    -> how many times a `pulumi up --replace` named that resource anew (each time, a new generated name)."""
+    -> how many times a replacement (a `--replace`, or a change the provider replaces) named that resource
+    anew: each time, a new generated name, as the engine's Check without the old inputs draws."""
     if program is None:
         from .program import declare_stack as program
 

@@ -4,6 +4,7 @@ the monitoring node (docs/scaling.md says why each is what it is)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping, Optional
 
@@ -70,9 +71,17 @@ def _log_options(settings: Settings) -> dict[str, str]:
     return {"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)}
 
 
+def registry_credentials_version(settings: Settings) -> pulumi.Output[str]:
+    """A value that changes whenever docker:registryAuth does (pulumi-random keeps the credentials as a
+    secret, never in the value): Swarm keeps the credentials a service was created or last updated with for
+    the nodes' pulls, and only an update of the service hands it new ones."""
+    credentials = json.dumps([[c.address, c.username, c.password.get_secret_value()] for c in settings.registry_auth])
+    return random.RandomId("registry-credentials", byte_length=4, keepers={"registryAuth": pulumi.Output.secret(credentials)}).hex
+
+
 def _service(settings: Settings, secrets: SwarmSecrets, app: str, name: str, *, image: str, command: Optional[list[str]],
              env: dict[str, str], secret_names: list[str], networks: list[pulumi.Input[str]], replicas: int,
-             health_test: list[str], labels: dict[str, str]) -> SwarmService:
+             health_test: list[str], labels: dict[str, str], credentials_version: pulumi.Input[str]) -> SwarmService:
     """One app service; what api and workers share comes from their settings (`<app>_memory_mb`, ...)."""
     def setting(key: str):
         return getattr(settings, f"{app}_{key}")
@@ -90,11 +99,13 @@ def _service(settings: Settings, secrets: SwarmSecrets, app: str, name: str, *, 
         log_options=_log_options(settings),
         labels={**stack_labels(settings), "com.carecircle.role": app, **labels},
         manager_host=settings.docker_host,
+        credentials_version=credentials_version,
     ))
 
 
 def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSecrets) -> tuple[dict[str, SwarmService], Optional[SwarmService]]:
     """The api pools that run replicas, and the workers (when any)."""
+    credentials_version = registry_credentials_version(settings)
     pools = {color: _service(
         settings, secrets, "api", settings.docker_name("api", color),
         image=settings.api_image(color),  # type: ignore[arg-type]
@@ -107,6 +118,7 @@ def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSe
         replicas=settings.api_replicas(color),
         health_test=api_health_test(settings.api_port, settings.api_health_path),
         labels={"com.carecircle.color": color},
+        credentials_version=credentials_version,
     ) for color in COLORS if settings.api_replicas(color)}
     workers = _service(
         settings, secrets, "workers", settings.docker_name("workers"),
@@ -118,6 +130,7 @@ def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSe
         replicas=settings.workers_replicas,
         health_test=workers_health_test(settings.workers_heartbeat_file),
         labels={},
+        credentials_version=credentials_version,
     ) if settings.workers_replicas else None
     return pools, workers
 
@@ -157,9 +170,10 @@ def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: Ov
 
 
 def node_provider(name: str, host: str, settings: Settings) -> docker.Provider:
-    """The docker provider of one node, with the stack's registry credentials (the default provider reads
-    docker:registryAuth itself; a provider the program declares gets only what it is given)."""
-    return docker.Provider(name, host=host, registry_auth=[docker.ProviderRegistryAuthArgs(
+    """The docker provider of one node, with the stack's registry credentials and ssh flags (the default
+    provider reads docker:registryAuth and docker:sshOpts itself; a provider the program declares gets
+    only what it is given)."""
+    return docker.Provider(name, host=host, ssh_opts=settings.ssh_opts or None, registry_auth=[docker.ProviderRegistryAuthArgs(
         address=credential.address, username=credential.username, password=secret_output(credential.password))
         for credential in settings.registry_auth] or None)
 

@@ -4,8 +4,10 @@ Per resource, in dependency order: a resource not in the state is created; one i
 its provider against the state the provider read back after its last create, update or refresh (not
 against the previous inputs), and then left alone, updated, or replaced: create-first, or delete-first
 when the provider asks for it (containers), when the program named the resource itself, or when the
-program says deleteBeforeReplace; a delete-first replacement first deletes the dependents the plan
-replaces with it. Resources no longer declared are deleted at the end, dependents first; replaced ones
+program says deleteBeforeReplace; a delete-first replacement first deletes the dependents whose inputs
+from it, made unknown, would replace them (a dependsOn alone does not). A replaced resource Pulumi
+named is named anew, so the program is evaluated again with that name (`rename`) before anything
+changes. Resources no longer declared are deleted at the end, dependents first; replaced ones
 too. Protected resources are never replaced or deleted (refused before anything changes); retained ones
 leave the state but stay on the engine.
 
@@ -75,8 +77,11 @@ class EngineApplier:
 
     # ---- public API -------------------------------------------------------------------------
 
-    def apply(self, evaluation: Evaluation, *, refresh: bool = False, replace: Iterable[str] = ()) -> ApplyResult:
-        """`pulumi up` (with `--refresh`, `--replace <urn or name>`); returns what happened."""
+    def apply(self, evaluation: Evaluation, *, refresh: bool = False, replace: Iterable[str] = (),
+              rename: Optional[Callable[[list[str]], Evaluation]] = None) -> ApplyResult:
+        """`pulumi up` (with `--refresh`, `--replace <urn or name>`); returns what happened. `rename`: the
+        program evaluated again with these logical names named anew (see _renamed); without it, such a
+        plan is refused."""
         result = self._start()
         resources = ordered(evaluation.resources)
         self._validate(resources)
@@ -84,9 +89,20 @@ class EngineApplier:
         if refresh:
             self._refresh()
         targets = set(replace)
-        steps = plan(resources, self.ctx.live, targets)
+        for _ in range(len(resources)):
+            renamed = self._renamed(resources, targets)
+            if not renamed:
+                break
+            if rename is None:
+                raise EngineApplyError(f"the plan replaces {renamed}, which the engine names anew: "
+                                       "evaluate the stack with renamed=... (offline.py) or pass rename=")
+            resources = ordered(rename(renamed).resources)
+            self._validate(resources)
+        plan(resources, self.ctx.live, targets)  # refuses a protected replacement before anything changes
         done_early: set[str] = set()  # replaced delete-first with a dependency: created when reached
+        registered: set[str] = set()  # what the program registered so far in this run
         for resource in resources:
+            registered.add(resource.urn)
             kind = self._kind(resource)
             if kind is None:
                 continue
@@ -110,7 +126,7 @@ class EngineApplier:
             elif action == "update":
                 self._update(old, resource, kind, recorded, planned)
             elif action == "replace":
-                self._replace(old, resource, kind, steps, resources, done_early)
+                self._replace(old, resource, kind, registered, done_early)
             else:
                 raise EngineApplyError(f"{resource.type} {resource.name!r}: unexpected action {action!r}")
         declared = {r.urn for r in resources}
@@ -217,6 +233,15 @@ class EngineApplier:
                 if resource.provider.rsplit("::", 1)[0] not in providers:
                     raise EngineApplyError(f"{resource.type} {resource.name!r}: unknown provider {resource.provider!r}")
 
+    def _renamed(self, resources: list[DeclaredResource], targets: set[str]) -> list[str]:
+        """The autonamed resources the plan replaces while the program still gives them their current name.
+        The engine names a replacement anew (pulumi/pulumi pkg/resource/deploy/step_generator.go
+        continueStepsFromDiff runs Check again without the old inputs) and the program then sees the new
+        name, which its dependents may take: the program must be evaluated again."""
+        steps = plan(resources, self.ctx.live, targets)
+        return [r.name for r in resources if r.autoname and steps[r.urn].action == "replace"
+                and self.ctx.live[r.urn].state.get("name") == r.autoname]
+
     def _host_of(self, resource: DeclaredResource) -> Optional[str]:
         if not resource.type.startswith("docker:"):
             return None
@@ -230,13 +255,8 @@ class EngineApplier:
     def _inputs(self, resource: DeclaredResource) -> dict:
         return declared_inputs(resource, Resolver(self.ctx.live))
 
-    def _create(self, resource: DeclaredResource, kind: Kind, replacement: bool = False, replaces: Optional[Live] = None) -> Live:
+    def _create(self, resource: DeclaredResource, kind: Kind, replacement: bool = False) -> Live:
         inputs = self._inputs(resource)
-        if replaces is not None and resource.autoname and inputs.get("name") == replaces.state.get("name"):
-            # The engine names a replacement anew (Check without the old inputs draws a new suffix); an
-            # evaluation that kept the name cannot say what the resources that take it as an input do.
-            raise EngineApplyError(f"{resource.type} {resource.name!r} is replaced create-first under its old name "
-                                   f"{inputs['name']!r}: evaluate the stack with renamed=[{resource.name!r}] (offline.py)")
         self._seq += 1
         live = Live(declared=resource, inputs=inputs, state={}, id=None, host=self._host_of(resource), seq=self._seq)
         planned = kind.initial(inputs)
@@ -273,15 +293,14 @@ class EngineApplier:
         self.ctx.result.updated.append(resource.name)
         self.ctx.result.steps.append(("update", resource.name))
 
-    def _replace(self, old: Live, resource: DeclaredResource, kind: Kind, steps: dict, resources: list[DeclaredResource],
-                 done_early: set[str]) -> None:
+    def _replace(self, old: Live, resource: DeclaredResource, kind: Kind, registered: set[str], done_early: set[str]) -> None:
         if old.declared.protect:
             raise ProtectedResourceError(f"unable to replace resource {resource.urn!r} as it is currently marked for protection")
         if resource.type in DOCKER_PROVIDERS:
             raise EngineApplyError(f"provider {resource.name!r} changed: engine_apply does not move resources between engines")
         first = delete_first(resource)
         if first:
-            for victim in deletion_order(dependents_replaced(old, steps, self.ctx.live, resources)):
+            for victim in deletion_order(dependents_replaced(old, self.ctx.live, registered)):
                 self._delete_live(victim)
                 del self.ctx.live[victim.urn]
                 self.ctx.result.steps.append(("delete-replaced", victim.name))
@@ -294,7 +313,7 @@ class EngineApplier:
             del self.ctx.live[old.urn]
             self._superseded.append(old)
         try:
-            self._create(resource, kind, replacement=True, replaces=old)
+            self._create(resource, kind, replacement=True)
         except Exception:
             if not first and resource.urn not in self.ctx.live:  # the old one is still the live one
                 self._superseded.remove(old)

@@ -20,6 +20,10 @@ from typing import Any, Iterable, Mapping, Optional
 
 from .mapping import Each, Schema
 
+# An output not known until its resource is applied (the engine's Computed): a change wherever it stands,
+# as the SDK diffs a computed attribute (NewComputed), replacing when the attribute is ForceNew.
+UNKNOWN = "<unknown until applied>"
+
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
@@ -123,6 +127,8 @@ def changed_paths(schema: Schema, state: Optional[Mapping[str, Any]], planned: O
 
 
 def _value_changes(schema: Schema, old: Any, new: Any, path: str) -> list[str]:
+    if isinstance(new, str) and new == UNKNOWN:
+        return [path]
     if path in schema.equivalent:
         return [] if schema.equivalent[path](old, new) else [path]
     if _plain(old) is None and _plain(new) is None:

@@ -18,11 +18,10 @@ from typing import Any, Iterable, Mapping
 
 from carecircle.offline import DeclaredResource
 
+from .diff import UNKNOWN
 from .errors import EngineApplyError, ProtectedResourceError
 from .kinds import AUTONAMED, kind_of
 from .records import Live
-
-UNKNOWN = "<unknown until applied>"
 
 
 @dataclass(frozen=True)
@@ -192,13 +191,36 @@ def _depends_on(resource: DeclaredResource, by_urn: Mapping[str, DeclaredResourc
     return seen
 
 
-def dependents_replaced(root: Live, steps: Mapping[str, Step], live: Mapping[str, Live],
-                        resources: list[DeclaredResource]) -> list[Live]:
-    """What a delete-first replacement of `root` takes with it: the resources depending on it that the
-    plan replaces, deleted before it (pulumi/pulumi step_generator.go calculateDependentReplacements)."""
-    by_urn = {r.urn: r for r in resources}
-    return [entry for urn, entry in live.items() if urn != root.urn and urn in by_urn
-            and steps.get(urn, Step("same")).action == "replace" and root.urn in _depends_on(by_urn[urn], by_urn, live)]
+def dependents_replaced(root: Live, live: Mapping[str, Live], registered: set[str]) -> list[Live]:
+    """What a delete-first replacement of `root` takes with it, deleted before it (pulumi/pulumi
+    pkg/resource/deploy/step_generator.go calculateDependentReplacements): of the last state's resources
+    that depend on `root` (pkg/resource/graph/dependency_graph.go DependingOn: dependencies, property
+    dependencies, providers; not children) and were not registered yet in this run, those whose provider
+    is replaced, or whose provider says replace when every input that took an output of a replaced
+    resource is unknown (old inputs against the old state). A dependsOn edge alone replaces nothing."""
+    replace_set = {root.urn}
+    dependent_set = {root.urn}
+    taken: list[Live] = []
+    for entry in sorted(live.values(), key=lambda e: e.seq):
+        declared = entry.declared
+        provider = declared.provider.rsplit("::", 1)[0] if declared.provider else ""
+        edges = {*declared.dependencies, *(u for urns in declared.property_dependencies.values() for u in urns), provider}
+        if entry.urn in dependent_set or entry.urn in registered or not edges & dependent_set:
+            continue
+        dependent_set.add(entry.urn)
+        kind = kind_of(entry.type)
+        if kind is None:  # a component: never replaced
+            continue
+        if provider in replace_set:
+            replaced = True
+        else:
+            unknown = {key for key, urns in declared.property_dependencies.items() if set(urns) & replace_set}
+            inputs = {key: UNKNOWN if key in unknown else value for key, value in entry.inputs.items()}
+            replaced = bool(unknown) and kind.plan(entry, inputs, declared.ignore_changes).action == "replace"
+        if replaced:
+            replace_set.add(entry.urn)
+            taken.append(entry)
+    return taken
 
 
 def ordered(resources: list[DeclaredResource]) -> list[DeclaredResource]:

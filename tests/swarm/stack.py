@@ -120,7 +120,7 @@ class DeployedStack:
     applier: Optional[EngineApplier] = None
     evaluations: list[Evaluation] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # local tag -> the digest-pinned reference in the test registry
-    renamed: dict[str, int] = field(default_factory=dict)  # logical name -> times `--replace` named it anew
+    renamed: dict[str, int] = field(default_factory=dict)  # logical name -> times a replacement named it anew
 
     def hosts(self) -> dict[str, str]:
         return {MANAGER_HOST: self.cluster[self.manager].host_url,
@@ -133,22 +133,34 @@ class DeployedStack:
 
     def apply(self, evaluation: Optional[Evaluation] = None, replace: tuple[str, ...] = (), **changes: Any):
         """Apply the stack (with these changes, which then stay) as `pulumi up` would (`--replace` these names)."""
-        if evaluation is None:
-            self.config.update({(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()})
-            # A replaced resource that Pulumi names gets a new name, which it keeps from then on.
-            self.renamed.update({name: self.renamed.get(name, 0) + 1 for name in replace})
-            evaluation = self.evaluate()
-        self.evaluations.append(evaluation)
         hosts = self.hosts()
-        on_nodes = copy.deepcopy(evaluation)
-        for resource in on_nodes.resources:
-            resource.inputs = _replace_hosts(resource.inputs, hosts)
         if self.applier is None:
             # The default provider reads docker:registryAuth from the stack's config itself.
             self.applier = EngineApplier(hosts[MANAGER_HOST],
                                          default_registry_auth=json.loads(self.stack_secrets.get("docker:registryAuth", "[]")))
         self.applier.default_host = hosts[MANAGER_HOST]
-        return self.applier.apply(on_nodes, refresh=REFRESH, replace=replace)
+        rename = None
+        if evaluation is None:
+            self.config.update({(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()})
+            # A replaced resource that Pulumi names gets a new name, which it keeps from then on: these
+            # `--replace` targets, and whatever else the plan replaces (the applier asks: rename below).
+            self.renamed.update({name: self.renamed.get(name, 0) + 1 for name in replace})
+            evaluation = self.evaluate()
+
+            def rename(names: list[str]) -> Evaluation:
+                self.renamed.update({name: self.renamed.get(name, 0) + 1 for name in names})
+                self.evaluations[-1] = self.evaluate()
+                return self._on_nodes(self.evaluations[-1], hosts)
+
+        self.evaluations.append(evaluation)
+        return self.applier.apply(self._on_nodes(evaluation, hosts), refresh=REFRESH, replace=replace, rename=rename)
+
+    @staticmethod
+    def _on_nodes(evaluation: Evaluation, hosts: dict[str, str]) -> Evaluation:
+        on_nodes = copy.deepcopy(evaluation)
+        for resource in on_nodes.resources:
+            resource.inputs = _replace_hosts(resource.inputs, hosts)
+        return on_nodes
 
     def use_manager(self, node: str) -> None:
         """Deploy through another manager from now on (the previous one is gone)."""

@@ -87,6 +87,9 @@ class SwarmServiceArgs:
     log_options: dict[str, str]
     labels: dict[str, str]
     manager_host: Optional[str]  # DOCKER_HOST for the rollout gate (docker:host)
+    # Changes whenever the registry credentials do: a service label (updated in place, no task restarts),
+    # so that the provider's next update hands Swarm the new credentials for the nodes' pulls.
+    credentials_version: pulumi.Input[str] = ""
 
 
 def render_env_file(env: Mapping[str, str]) -> str:
@@ -123,9 +126,11 @@ class SwarmService(pulumi.ComponentResource):
             labels=[docker.ServiceConfigLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
             opts=pulumi.ResourceOptions(parent=self),
         )
+        service_labels = [docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())]
+        service_labels.append(docker.ServiceLabelArgs(label="com.carecircle.registry-credentials", value=args.credentials_version))
         self.service = docker.Service(
             name,
-            labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
+            labels=service_labels,
             mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=args.replicas)),
             task_spec=docker.ServiceTaskSpecArgs(
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(

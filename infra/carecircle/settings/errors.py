@@ -12,6 +12,9 @@ DOCKER_HOST_KEY = "docker:host"
 # The docker provider's registry credentials: read by the default provider itself, and by the program for
 # the providers it declares (every node pulls with them).
 REGISTRY_AUTH_KEY = "docker:registryAuth"
+# The docker provider's extra ssh flags: read by the default provider itself, and by the program for the
+# providers it declares and for the host-key rule.
+SSH_OPTS_KEY = "docker:sshOpts"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from .base import INVALID, Environment, SkipRule, Violation, is_structured, secret_kind
-from .errors import DOCKER_HOST_KEY, NAMESPACE, REGISTRY_AUTH_KEY, ConfigError, ConfigProblem, fix_command, full_key, problem
+from .errors import DOCKER_HOST_KEY, NAMESPACE, REGISTRY_AUTH_KEY, SSH_OPTS_KEY, ConfigError, ConfigProblem, fix_command, full_key, problem
 from .gateway import Route
 from .model import SECTIONS, Settings, all_cross_rules
 
@@ -121,7 +121,7 @@ def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[
     data: dict[str, Any] = {}
     for key, value in sorted(values.items()):
         namespace, _, name = key.partition(":")
-        if key in (DOCKER_HOST_KEY, REGISTRY_AUTH_KEY):  # docker provider keys the program reads too
+        if key in (DOCKER_HOST_KEY, REGISTRY_AUTH_KEY, SSH_OPTS_KEY):  # docker provider keys the program reads too
             alias = key
         elif namespace == NAMESPACE:
             alias = name

@@ -4,14 +4,16 @@ the edge network."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Iterator, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from .address_types import DockerHost
 from .base import Environment, Section, Violation, cross_rule, key
-from .errors import DOCKER_HOST_KEY, REGISTRY_AUTH_KEY
+from .errors import DOCKER_HOST_KEY, REGISTRY_AUTH_KEY, SSH_OPTS_KEY
 from .secret_types import SecretKind
+from .ssh_options import SshOptionsError, host_key_checking
 from .types import STRICT_ENVIRONMENTS, DockerName, LogSize, config_int, pattern, rule, text_type, visible_text
 
 EnvironmentName = Literal["dev", "staging", "prod"]
@@ -60,6 +62,25 @@ class RegistryCredential(BaseModel):
 
 # The whole key is a secret (it holds passwords); the offline tools fake it with this list.
 REGISTRY_AUTH = SecretKind(lambda text: None, '[{{"address":"registry.fake.invalid","username":"fake","password":"fake-{tag}"}}]')
+# One argv element: visible ASCII with spaces inside only (`-o`, `Key value`), at most 1024 characters.
+SSH_OPTION = re.compile(r"(?=.{1,1024}$)[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?", flags=re.DOTALL)
+MAX_SSH_OPTIONS = 64
+
+
+def _ssh_options(value: Any) -> list[str]:
+    message = 'must be a list of ssh flags, one argv element each, such as ["-o", "ServerAliveInterval=30"]'
+    if not isinstance(value, list) or not all(isinstance(element, str) and SSH_OPTION.fullmatch(element) for element in value):
+        raise rule(f"{message} (visible ASCII with spaces inside only, at most 1024 characters each)")
+    if len(value) > MAX_SSH_OPTIONS:
+        raise rule(f"{message}: at most {MAX_SSH_OPTIONS}")
+    try:
+        host_key_checking(value)
+    except SshOptionsError as error:
+        raise rule(f"ssh refuses these options: {error}") from None
+    return value
+
+
+SshOptions = Annotated[list[str], BeforeValidator(_ssh_options)]
 HealthcheckInterval = text_type(r"(?:[1-9]|[1-9][0-9]|[12][0-9][0-9]|300)s", "must be whole seconds from 1s to 300s, such as 10s")
 
 
@@ -82,6 +103,11 @@ class RuntimeSettings(Section):
         "secret): the default provider reads it, and the program gives it to the providers of the edge and monitoring nodes; "
         "on Swarm the manager hands it to every node that runs a task.",
         [{"address": "ghcr.io", "username": "carecircle-deploy", "password": "<token>"}], alias=REGISTRY_AUTH_KEY, default=[])
+    ssh_opts: SshOptions = key(
+        "Extra ssh flags for every ssh://user@host the stack reaches (the docker provider's own key, put before the "
+        "user and host as ssh reads them): the default provider reads it, and the program gives it to the providers of "
+        "the edge and monitoring nodes. staging/prod refuse flags that let an unverified host key through.",
+        ["-o", "ServerAliveInterval=30"], alias=SSH_OPTS_KEY, default=[])
     node_env: Literal["development", "production", "test"] = key("NODE_ENV of api and workers.", "production")
     restart_policy: Literal["no", "on-failure", "always", "unless-stopped"] = key("Docker restart policy of every container.", "unless-stopped")
     log_max_size: LogSize = key("json-file log rotation: size of one file (k, m or g).", "10m")
@@ -106,6 +132,17 @@ class RuntimeSettings(Section):
             if address in addresses[:index]:
                 yield Violation("registry_auth", f"lists {address} twice: the provider keeps one credential per registry", "",
                                 path=f"[{index}].address")
+
+    @cross_rule
+    def _host_keys_checked(self, environment: Environment) -> Iterator[Violation]:
+        checking = host_key_checking(self.ssh_opts)
+        disabled = checking.disabled_by
+        if environment.strict and disabled:
+            remaining = checking.without(self.ssh_opts, disabled)
+            yield Violation("ssh_opts", f"{checking.described(disabled)} lets ssh accept any host key: in {environment.strict} "
+                                        "the machine that runs pulumi up must verify each node (put its host key in "
+                                        "known_hosts, read from the node itself, as the deploy workflows do)",
+                            remaining if remaining else "")
 
     @cross_rule
     def _remote_docker_host(self, environment: Environment) -> Iterator[Violation]:

@@ -19,11 +19,20 @@ while :; do
             ;;
     esac
     # A node that cannot pull the image rejects the task at once, and Swarm retries forever: say so now.
+    # Only tasks created since the spec last changed count: a pull refused before credentials were
+    # added (same image, older task) is not this release's. Nanosecond stamps have 19 digits, so
+    # awk compares them as strings.
     image=$(docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$service")
-    pull=$(docker service ps --no-trunc --format '{{.Image}}|{{.Error}}' "$service" \
-        | grep -F "$image|" | grep -E 'No such image|pull access denied|unauthorized|manifest unknown|not found' | head -1 || true)
+    since=$(docker service inspect --format '{{.UpdatedAt.UnixNano}}' "$service")
+    tasks=$(docker service ps --quiet --no-trunc "$service")
+    pull=""
+    if [ -n "$tasks" ]; then
+        # shellcheck disable=SC2086 # one argument per task id
+        pull=$(docker inspect --type task --format '{{.CreatedAt.UnixNano}}|{{.Spec.ContainerSpec.Image}}|{{.Status.Err}}' $tasks \
+            | awk -F'|' -v since="$since" -v image="$image" '($1 "") >= (since "") && $2 == image && $3 ~ /No such image|pull access denied|unauthorized|manifest unknown|not found/ { print $3; exit }')
+    fi
     if [ -n "$pull" ]; then
-        echo "carecircle rollout: $service: the nodes cannot pull $image: ${pull#*|}" >&2
+        echo "carecircle rollout: $service: the nodes cannot pull $image: $pull" >&2
         echo "carecircle rollout: a private registry needs its credentials in docker:registryAuth (a secret; docs/scaling.md, \"Registry credentials\")" >&2
         exit 1
     fi
