@@ -39,13 +39,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _show(markdown_text: str, json_text: str, output: Format) -> None:
+def _show(markdown_text: str, json_text: str, output: Format, terminal_text: Optional[str] = None) -> None:
     if output is Format.json:
         typer.echo(json_text, nl=False)
     elif output is Format.markdown:
         typer.echo(markdown_text, nl=False)
     else:
-        Console().print(Markdown(markdown_text))
+        Console().print(Markdown(terminal_text or markdown_text))
 
 
 @app.command()
@@ -73,7 +73,11 @@ def report(
         data = environment_report.build(evaluate_stack(stack), stack_settings(stack))
     except (ConfigError, StackFileError) as error:
         _fail(str(error))
-    _show(environment_report.markdown(data), environment_report.as_json(data), output)
+    markdown = environment_report.markdown(data)
+    # A terminal shows a Mermaid chart as its source: point to where the picture is drawn instead.
+    committed = REPO_ROOT / "docs" / "environments" / f"{stack}.md"
+    pointer = environment_report.diagram_pointer(stack, committed.exists() and committed.read_text() == markdown)
+    _show(markdown, environment_report.as_json(data), output, environment_report.markdown(data, diagram=pointer))
 
 
 @app.command()

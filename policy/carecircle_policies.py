@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import posixpath
 import re
 import shlex
+import tarfile
 from typing import Any, Callable, Mapping, Optional
 
+import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -49,6 +52,7 @@ SWARM_SECRET = "docker:index/secret:Secret"
 SWARM_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
+COMMAND = "command:local:Command"
 
 # --- The environment, from the stack name the engine reports -------------------------------------
 # Keep in step with infra/carecircle/settings/loading.py (the pack runs in its own venv and cannot
@@ -639,6 +643,99 @@ def _no_env_secrets(args: StackValidationArgs, report_violation: ReportViolation
                              "mount it as a Swarm secret and pass its path in <NAME>_FILE", resource.urn)
 
 
+# --- Alerts reach a person -----------------------------------------------------------------------------
+ALERTMANAGER_FILE = "alertmanager.yml"
+# Alertmanager's receiver integrations: a receiver without any of these notifies no one.
+INTEGRATIONS = ("webhook_configs", "slack_configs", "pagerduty_configs", "email_configs", "opsgenie_configs", "victorops_configs",
+                "pushover_configs", "wechat_configs", "telegram_configs", "sns_configs", "discord_configs", "webex_configs",
+                "msteams_configs")
+MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*')
+# What a page is: a critical alert that is not the Watchdog (any name the routes do not single out).
+CRITICAL_PROBE = {"alertname": "carecircle-policy-probe", "severity": "critical"}
+
+
+def _matcher(text: str, labels: Mapping[str, str]) -> bool:
+    found = MATCHER.fullmatch(text)
+    if not found:
+        return False
+    name, op, quoted, bare = found.groups()
+    value = (quoted.encode().decode("unicode_escape") if quoted is not None else bare) or ""
+    actual = labels.get(name, "")
+    if op in ("=~", "!~"):
+        hit = re.fullmatch(value, actual) is not None
+        return hit if op == "=~" else not hit
+    return (actual == value) if op == "=" else (actual != value)
+
+
+def _route_matches(route: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    matchers = list(route.get("matchers") or [])
+    matchers += [f'{k}="{v}"' for k, v in (route.get("match") or {}).items()]
+    matchers += [f'{k}=~"{v}"' for k, v in (route.get("match_re") or {}).items()]
+    return all(_matcher(m, labels) for m in matchers)
+
+
+def route_receivers(route: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+    """The receivers Alertmanager notifies for an alert with these labels: the routing tree walked as
+    Alertmanager does (children in order, the first that matches unless it continues; a route whose
+    children all miss keeps the alert; receivers inherited)."""
+    def walk(node: Mapping[str, Any], inherited: Optional[str]) -> list[str]:
+        receiver = node.get("receiver") or inherited
+        found: list[str] = []
+        for child in node.get("routes") or []:
+            if _route_matches(child, labels):
+                found += walk(child, receiver)
+                if not child.get("continue"):
+                    break
+        return found or ([receiver] if receiver else [])
+    return walk(route, None)
+
+
+def alertmanager_configs(resources: list) -> list[tuple[Any, dict]]:
+    """(resource, parsed alertmanager.yml) of every command that ships one in its stdin bundle (a base64
+    tar, as the apply scripts take it). A value a preview does not know yet is skipped."""
+    found = []
+    for resource in resources:
+        if resource.resource_type != COMMAND:
+            continue
+        stdin = _known(lambda resource=resource: resource.props.get("stdin"))
+        if not isinstance(stdin, str) or not stdin:
+            continue
+        try:
+            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(stdin, validate=True))) as tar:
+                member = next((m for m in tar.getmembers() if posixpath.basename(m.name) == ALERTMANAGER_FILE and m.isfile()), None)
+                text = tar.extractfile(member).read().decode() if member else None  # type: ignore[union-attr]
+        except (binascii.Error, tarfile.TarError, ValueError, UnicodeDecodeError):
+            continue
+        if text is not None:
+            try:
+                found.append((resource, yaml.safe_load(text) or {}))
+            except yaml.YAMLError:
+                found.append((resource, {}))
+    return found
+
+
+def _runs_prometheus(props: Mapping[str, Any]) -> bool:
+    return _known(lambda: image_repository(props.get("image"))) == "prometheus" or "prometheus" in _known(lambda: _executables(props), set())
+
+
+def _alerts_reach_a_person(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    prometheus = [r for r in args.resources if r.resource_type == CONTAINER and environment(r.urn) == "prod" and _runs_prometheus(r.props)]
+    if not prometheus:
+        return
+    configs = alertmanager_configs(args.resources)
+    if not configs:
+        names = ", ".join(sorted(str(r.props.get("name") or r.name) for r in prometheus))
+        report_violation(f"{names}: Prometheus runs in prod but no Alertmanager configuration is applied: its alerts reach no one", None)
+    for resource, config in configs:
+        receivers = {r.get("name"): r for r in config.get("receivers") or [] if isinstance(r, Mapping)}
+        paged = [name for name in route_receivers(config.get("route") or {}, CRITICAL_PROBE)
+                 if any((receivers.get(name) or {}).get(kind) for kind in INTEGRATIONS)]
+        if not paged:
+            report_violation(f"{resource.name}: in prod a critical alert reaches no receiver that notifies anyone "
+                             "(set a receiver: carecircle:alertPagerdutyRoutingKey, alertSlackWebhookUrl, alertWebhookUrl or alertEmailTo)",
+                             resource.urn)
+
+
 POLICIES = [
     ResourceValidationPolicy(name="no-public-data-ports", description="No data-service port is published in staging or prod.",
                              validate=_no_public_data_ports),
@@ -682,4 +779,8 @@ POLICIES = [
     ResourceValidationPolicy(name="service-operability",
                              description="Every Swarm service has a healthcheck, a restart policy with a delay, log rotation and a stop grace period.",
                              validate=_service_operability),
+    StackValidationPolicy(name="alerts-reach-a-person",
+                          description="In prod, where Prometheus runs, an Alertmanager configuration sends a critical alert to a receiver "
+                                      "that notifies someone.",
+                          validate=_alerts_reach_a_person),
 ]

@@ -4,7 +4,6 @@ accepts, so a test can change only that value and know the change is what was re
 from __future__ import annotations
 
 import json
-
 import typing
 from dataclasses import dataclass
 from typing import Any, Optional, Union

@@ -24,13 +24,15 @@ def swarm_results():
 
 
 API, WORKERS_SERVICE, GATEWAYS = "carecircle-prod-api-blue", "carecircle-prod-workers", ["gateway-1-config", "gateway-2-config"]
+# Each Prometheus reloads its targets and rules in place (a new pool's tasks; ApiDown follows the active pool).
+PROMETHEUS = ["monitoring-prometheus-1-config", "monitoring-prometheus-2-config"]
 
 
 @pytest.mark.parametrize("change, rolled, replaced, updated", [
-    ("release: bring up the idle pool (green) on a new image", [], [], [*GATEWAYS, "monitoring-config"]),
+    ("release: bring up the idle pool (green) on a new image", [], [], [*GATEWAYS, *PROMETHEUS]),
     ("new image on the running idle pool", ["carecircle-prod-api-green"], ["carecircle-prod-api-green-rollout"], []),
-    ("switch the active pool (blue -> green)", [], [], GATEWAYS),
-    ("rollback (green -> blue)", [], [], GATEWAYS),
+    ("switch the active pool (blue -> green)", [], [], [*GATEWAYS, *PROMETHEUS]),
+    ("rollback (green -> blue)", [], [], [*GATEWAYS, *PROMETHEUS]),
     ("add a route", [], [], GATEWAYS),
     ("change the rate limit", [], [], GATEWAYS),
     ("change the CORS origins", [], [], GATEWAYS),
@@ -38,7 +40,7 @@ API, WORKERS_SERVICE, GATEWAYS = "carecircle-prod-api-blue", "carecircle-prod-wo
     # a new Swarm secret (created before the old one goes), the services roll onto it; each rollout is waited for
     ("rotate the database URL (secret)", [API, WORKERS_SERVICE], [f"{API}-rollout", "carecircle-prod-database-url", f"{WORKERS_SERVICE}-rollout"], []),
     ("new workers image", [WORKERS_SERVICE], [f"{WORKERS_SERVICE}-rollout"], []),
-    ("raise the api memory limit", [API], [f"{API}-rollout"], ["monitoring-config"]),
+    ("raise the api memory limit", [API], [f"{API}-rollout"], PROMETHEUS),
 ])
 def test_swarm_blast_radius(swarm_results, change, rolled, replaced, updated):
     live = live_changes(swarm_results[change])
@@ -56,19 +58,19 @@ WORKERS = ["workers-1", "workers-2", "workers-3"]
 
 
 @pytest.mark.parametrize("change, expected", [
-    # Prometheus learns the new targets through its own in-place reload (monitoring-config).
-    ("release: bring up the idle pool (green) on a new image", {"create": GREEN, "update": ["gateway-config", "monitoring-config"]}),
+    # Prometheus learns the new targets and the active pool (ApiDown) through its own in-place reload.
+    ("release: bring up the idle pool (green) on a new image", {"create": GREEN, "update": ["gateway-config", "monitoring-prometheus-config"]}),
     ("new image on the running idle pool", {"replace": GREEN}),
-    ("switch the active pool (blue -> green)", {"update": ["gateway-config"]}),
-    ("rollback (green -> blue)", {"update": ["gateway-config"]}),
-    ("scale the idle pool to zero", {"delete": GREEN, "update": ["gateway-config", "monitoring-config"]}),
+    ("switch the active pool (blue -> green)", {"update": ["gateway-config", "monitoring-prometheus-config"]}),
+    ("rollback (green -> blue)", {"update": ["gateway-config", "monitoring-prometheus-config"]}),
+    ("scale the idle pool to zero", {"delete": GREEN, "update": ["gateway-config", "monitoring-prometheus-config"]}),
     ("add a route", {"update": ["gateway-config"]}),
     ("change the rate limit", {"update": ["gateway-config"]}),
     ("change the CORS origins", {"update": ["gateway-config"]}),
     ("renew the TLS certificate (PEM in config)", {"update": ["gateway-config"]}),
     ("rotate the database URL (secret)", {"replace": BLUE + WORKERS}),  # its consumers, nothing else
     ("new workers image", {"replace": WORKERS}),
-    ("raise the api memory limit", {"update": [*BLUE, "monitoring-config"]}),  # the memory alert's limit
+    ("raise the api memory limit", {"update": [*BLUE, "monitoring-prometheus-config"]}),  # the memory alert's limit
 ])
 def test_blast_radius(results, change, expected):
     assert results[change] == expected

@@ -68,3 +68,25 @@ def test_bootstrap_serves_health_until_the_first_apply(tmp_path):
         conn = http.client.HTTPConnection("127.0.0.1", gateway.ports.http, timeout=5)
         conn.request("GET", "/_gateway/health")
         assert conn.getresponse().status == 200
+
+
+def test_stub_status_is_allowed_from_the_networks_the_gateway_is_on(tmp_path):
+    """gateway-apply.sh allows stub_status from each subnet of the container's own networks (the nginx
+    exporter beside it connects from one of them, with whatever subnet Docker gave it); here, the host's."""
+    import http.client
+    import ipaddress
+    import subprocess
+
+    addresses = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True,
+                                          check=True).stdout)
+    subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}") for i in addresses for a in i["addr_info"]]
+    with switchable_gateway(tmp_path) as gateway:
+        applied = gateway.switch("blue")
+        assert applied.returncode == 0, applied.stderr
+        allowed = (tmp_path / "conf" / "status-allow" / "networks.conf").read_text().splitlines()
+        assert allowed == [f"allow {subnet.network};" for subnet in subnets]
+        for address in ["127.0.0.1", *(str(subnet.ip) for subnet in subnets)]:
+            conn = http.client.HTTPConnection(address, gateway.ports.status, timeout=5)
+            conn.request("GET", "/_gateway/nginx_status")
+            response = conn.getresponse()
+            assert response.status == 200 and b"Active connections" in response.read(), address

@@ -178,7 +178,10 @@ def test_a_secure_value_faked_offline_still_validates():
 
     secrets = {k.key: fake_secret(k.key, "v1:placeholder") for k in of_kind("secret")}
     assert "carecircle:sentryDsn" in secrets and "carecircle:jwtSecret" in secrets
-    evaluate_stack("prod", secrets={key: value for key, value in secrets.items() if "Tls" not in key} | {
+    # alertEmailPassword goes with the rest of the e-mail receiver's keys (plain ones).
+    email = {"carecircle:alertEmailTo": "oncall@carecircle.example", "carecircle:alertEmailFrom": "alerts@carecircle.example",
+             "carecircle:alertEmailSmarthost": "smtp.example.com:587", "carecircle:alertEmailUsername": "alerts"}
+    evaluate_stack("prod", overrides=email, secrets={key: value for key, value in secrets.items() if "Tls" not in key} | {
         "carecircle:gatewayTlsCertificate": secrets["carecircle:gatewayTlsCertificate"],
         "carecircle:gatewayTlsKey": secrets["carecircle:gatewayTlsKey"]})
 

@@ -158,6 +158,8 @@ def test_container_fields(engine, applier, uid):
             "app",
             name=f"{uid}-app",
             image=IMAGE,
+            # The entrypoint runs first and gets the command as its arguments (as Alertmanager's wrapper does).
+            entrypoints=["/bin/sh", "-c", 'echo "$0" > /tmp/entrypoint && exec "$@"', "entry"],
             command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600"],
             envs=["MODE=test", "SECRET=abc"],
             labels=[dk.ContainerLabelArgs(label="com.carecircle.role", value="api")],
@@ -188,6 +190,7 @@ def test_container_fields(engine, applier, uid):
     assert c["Name"] == f"/{uid}-app"
     assert c["Config"]["Image"] == IMAGE
     assert c["Config"]["Cmd"][0:2] == ["sh", "-c"]
+    assert c["Config"]["Entrypoint"] == ["/bin/sh", "-c", 'echo "$0" > /tmp/entrypoint && exec "$@"', "entry"]
     assert {"MODE=test", "SECRET=abc"} <= set(c["Config"]["Env"])
     assert c["Config"]["Labels"] == {"com.carecircle.role": "api"}
     assert c["Config"]["Healthcheck"] == {"Test": ["CMD-SHELL", "test -f /etc/app/app.conf"], "Interval": NS,
@@ -207,6 +210,7 @@ def test_container_fields(engine, applier, uid):
     assert file_in(engine, cid, "/etc/app/app.conf") == (0o644, b"listen 8080;")
     assert file_in(engine, cid, "/usr/local/bin/run.sh") == (0o744, script.encode())
     assert file_in(engine, cid, "/etc/app/key") == (0o600, b"k")
+    assert file_in(engine, cid, "/tmp/entrypoint")[1] == b"entry\n"
     assert c["HostConfig"]["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
     assert c["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
     assert c["HostConfig"]["Memory"] == 64 * 1024 * 1024

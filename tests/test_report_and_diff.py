@@ -29,7 +29,7 @@ def prod_report():
 
 def test_report_lists_each_service_with_its_exposure_and_operability(prod_report):
     services = prod_report["services"]
-    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus"}
+    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus", "alertmanager"}
     api = services["api-blue"]
     assert api["replicas"] == 3 and api["image"].startswith("ghcr.io/carecircle/api:1.0.0@sha256:")
     assert api["ports"] == [] and api["limits"] == {"memory_mb": 1024, "cpus": "1.0"}
@@ -46,6 +46,9 @@ def test_report_lists_each_service_with_its_exposure_and_operability(prod_report
 def test_report_networks_secrets_routes_and_policy(prod_report):
     assert {n["name"]: n["internal"] for n in prod_report["networks"]}["carecircle-prod-backend"] is True
     assert prod_report["secrets"] == [
+        {"name": "carecircle:alertDeadMansSwitchUrl", "source": "stack config (secret)"},
+        {"name": "carecircle:alertPagerdutyRoutingKey", "source": "stack config (secret)"},
+        {"name": "carecircle:alertSlackWebhookUrl", "source": "stack config (secret)"},
         {"name": "carecircle:databaseUrl", "source": "stack config (secret)"},
         {"name": "carecircle:gatewayTlsCertificate", "source": "stack config (secret)"},
         {"name": "carecircle:gatewayTlsKey", "source": "stack config (secret)"},
@@ -55,13 +58,14 @@ def test_report_networks_secrets_routes_and_policy(prod_report):
     ]
     assert prod_report["gateway"]["tls"] == "modern" and prod_report["gateway"]["active_pool"] == "blue"
     assert {"path": "/api/", "service": "api", "strip_prefix": False} in prod_report["gateway"]["routes"]
-    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 12
+    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 13
 
 
 def test_report_shows_protection_of_data_volumes():
     data = report.build(on_engine("staging", overrides={"carecircle:postgresMode": "container"}),
                         stack_settings("staging", overrides={**ENGINE, "carecircle:postgresMode": "container"}))
-    assert data["volumes"] == [{"name": "carecircle-staging-postgres-data", "protected": True, "mounted_by": "postgres"},
+    assert data["volumes"] == [{"name": "carecircle-staging-alertmanager-data", "protected": True, "mounted_by": "alertmanager"},
+                               {"name": "carecircle-staging-postgres-data", "protected": True, "mounted_by": "postgres"},
                                {"name": "carecircle-staging-prometheus-data", "protected": True, "mounted_by": "prometheus"}]
 
 
@@ -142,6 +146,16 @@ def test_report_cli_formats_and_errors():
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+def test_the_terminal_points_to_the_diagram_instead_of_printing_its_source():
+    terminal = cli("report", "--stack", "prod")
+    assert terminal.returncode == 0, terminal.stderr
+    assert "flowchart" not in terminal.stdout and "-->" not in terminal.stdout
+    text = " ".join(terminal.stdout.split())
+    assert "is a Mermaid chart: see it in docs/environments/prod.md" in text
+    # A stack with no committed report (or a stale one): the command that renders it.
+    assert "--format markdown > prod-eu.md" in report.diagram_pointer("prod-eu", committed=False)
+
+
 def test_diff_between_stacks():
     result = cli("diff", "--stack", "prod", "--against", "staging", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -207,11 +221,12 @@ def test_diff_against_a_git_revision(two_revisions):
 def test_report_lists_what_is_monitored_and_alerted(prod_report):
     monitoring = prod_report["monitoring"]
     assert monitoring["enabled"] and monitoring["retention"] == "30d"
-    assert {t["job"] for t in monitoring["targets"]} == {"api", "nginx"}
+    assert {t["job"] for t in monitoring["targets"]} == {"prometheus", "alertmanager", "api", "nginx"}
     # What prod ships today (a change to alerts.yml.j2 must show here, and in docs/environments/)
     assert [(a["alert"], a["for"], a["severity"]) for a in monitoring["alerts"]] == [
         ("HighErrorRate", "5m", "critical"), ("SlowResponses", "5m", "warning"), ("QueueBacklog", "10m", "warning"),
-        ("HighMemoryUsage", "5m", "warning"), ("TargetDown", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical")]
+        ("HighMemoryUsage", "5m", "warning"), ("TargetDown", "2m", "critical"), ("ApiDown", "2m", "critical"),
+        ("GatewayStatusUnreadable", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical"), ("Watchdog", "0s", "none")]
     alerts = {a["alert"]: a for a in monitoring["alerts"]}
     assert alerts["HighErrorRate"]["summary"] == "More than 5% of api requests fail"
     assert alerts["HighMemoryUsage"]["summary"] == "{{ $labels.instance }} uses more than 80% of its 1024 MB limit"
@@ -224,11 +239,39 @@ def test_report_alerts_are_the_rules_shipped(prod_report):
     """Exactly the rendered rules Prometheus gets, in order, with their `for:` and annotations."""
     rules = [rule for group in yaml.safe_load(render_alert_rules(stack_settings("prod", overrides=ENGINE)))["groups"] for rule in group["rules"]]
     assert [(a["alert"], a["for"], a["summary"], a["description"]) for a in prod_report["monitoring"]["alerts"]] == [
-        (r["alert"], r["for"], r["annotations"]["summary"], r["annotations"]["description"]) for r in rules]
+        (r["alert"], r.get("for", "0s"), r["annotations"]["summary"], r["annotations"]["description"]) for r in rules]
     markdown = report.markdown(prod_report)
     for rule in rules:
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {rule['alert']} |"))
-        assert row.startswith(f"| {rule['alert']} | {rule['for']} | {rule['labels']['severity']} | ")
+        assert row.startswith(f"| {rule['alert']} | {rule.get('for', '0s')} | {rule['labels']['severity']} | ")
+
+
+CRITICAL = ["HighErrorRate", "TargetDown", "ApiDown", "GatewayStatusUnreadable", "QueueWithoutConsumers"]
+WARNING = ["SlowResponses", "QueueBacklog", "HighMemoryUsage"]
+
+
+def test_report_says_who_gets_which_alert_by_receiver_name_never_its_secret(prod_report):
+    """Read from the alertmanager.yml prod ships, routed as Alertmanager routes: PagerDuty pages the critical
+    alerts, Slack gets every alert, the dead man's switch the Watchdog only."""
+    alerting = prod_report["monitoring"]["alerting"]
+    assert alerting["alertmanagers"] == ["carecircle-prod-alertmanager"]  # prod on one engine here (the swarm report has two)
+    gets = {r["name"]: (r["through"], r["alerts"]) for r in alerting["receivers"]}
+    order = ["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage", "TargetDown", "ApiDown", "GatewayStatusUnreadable",
+             "QueueWithoutConsumers"]
+    assert gets == {"unrouted": ([], []), "dead-mans-switch": (["webhook"], ["Watchdog"]),
+                    "slack": (["Slack incoming webhook"], order), "pagerduty": (["PagerDuty Events API v2"], CRITICAL)}
+    assert alerting["group_by"] == ["alertname"] and alerting["repeat_interval"] == "4h" and alerting["send_resolved"] is True
+    assert alerting["inhibitions"] == ['alertname="TargetDown" silences alertname!="TargetDown" and instance=~".+" with the same job, instance']
+    markdown = report.markdown(prod_report)
+    assert f"| pagerduty | PagerDuty Events API v2 | {', '.join(CRITICAL)} |" in markdown
+    assert "| dead-mans-switch | webhook, every 1m | Watchdog |" in markdown
+
+
+def test_a_receiver_that_also_takes_warnings_shows_them():
+    data = report.build(evaluate_stack("prod", overrides={"carecircle:alertPagerdutySeverities": ["critical", "warning"]}),
+                        stack_settings("prod", overrides={"carecircle:alertPagerdutySeverities": ["critical", "warning"]}))
+    pagerduty = next(r for r in data["monitoring"]["alerting"]["receivers"] if r["name"] == "pagerduty")
+    assert sorted(pagerduty["alerts"]) == sorted(CRITICAL + WARNING)
 
 
 def test_changing_a_rules_for_changes_the_report(monkeypatch):

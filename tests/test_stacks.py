@@ -49,7 +49,8 @@ def test_dev_declares_every_service_as_a_local_container(engine_stacks):
 @pytest.mark.parametrize("stack, api, workers", [("staging", 2, 2), ("prod", 3, 3)])
 def test_staging_and_prod_run_only_apps_and_gateway(engine_stacks, stack, api, workers):
     expected = [f"carecircle-{stack}-api-blue-{i}" for i in range(1, api + 1)]
-    expected += [f"carecircle-{stack}-gateway", f"carecircle-{stack}-nginx-exporter", f"carecircle-{stack}-prometheus"]
+    expected += [f"carecircle-{stack}-gateway", f"carecircle-{stack}-nginx-exporter", f"carecircle-{stack}-prometheus",
+                 f"carecircle-{stack}-alertmanager"]
     expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
     assert sorted(engine_stacks[stack].containers) == sorted(expected)
 
@@ -112,7 +113,8 @@ def test_data_volumes_are_protected_in_staging_and_prod(stack):
     evaluation = on_engine(stack, overrides={**DATA_SERVICES, "carecircle:rabbitmqMode": "external"})
     volumes = evaluation.of_type(VOLUME)
     assert sorted(v.inputs["name"] for v in volumes) == [
-        f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-prometheus-data", f"carecircle-{stack}-redis-data"]
+        f"carecircle-{stack}-alertmanager-data", f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-prometheus-data",
+        f"carecircle-{stack}-redis-data"]
     assert all(v.protect and v.retain_on_delete for v in volumes)
 
 

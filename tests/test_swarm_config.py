@@ -30,10 +30,18 @@ def test_staging_may_run_on_one_edge_node_but_not_none():
     assert "needs an edge node" in problem("staging", overrides={"carecircle:swarmEdgeHosts": []})["carecircle:swarmEdgeHosts"].message
 
 
-def test_monitoring_needs_its_node():
-    assert "carecircle.monitoring=true" in problem("prod", overrides={"carecircle:swarmMonitoringHost": None})[
-        "carecircle:swarmMonitoringHost"].message
-    evaluate_stack("prod", overrides={"carecircle:swarmMonitoringHost": None, "carecircle:monitoringEnabled": False})
+MONITORING = "carecircle:swarmMonitoringHosts"
+
+
+@pytest.mark.parametrize("stack, hosts, words", [
+    ("prod", ["ssh://deploy@monitoring-1.prod.carecircle.example"], "at least 2 nodes labelled carecircle.monitoring=true, so alerting survives"),
+    ("prod", ["ssh://deploy@m.prod.carecircle.example", "ssh://deploy@m.prod.carecircle.example"], "lists a host twice"),
+    ("staging", [], "runs Prometheus and Alertmanager on the nodes labelled carecircle.monitoring=true"),
+])
+def test_alerting_survives_the_loss_of_a_monitoring_node_in_prod(stack, hosts, words):
+    found = problem(stack, overrides={MONITORING: hosts})[MONITORING]
+    assert words in found.message and found.fix.startswith(f"set {MONITORING} in Pulumi.{stack}.yaml")
+    evaluate_stack(stack, overrides={MONITORING: None, "carecircle:monitoringEnabled": False})  # no monitoring, no node
 
 
 def test_prod_encrypts_traffic_between_nodes():
@@ -47,9 +55,9 @@ def test_a_swarm_stack_runs_no_data_service_of_its_own(key):
     assert "managed service" in problem("staging", overrides={key: "container"})[key].message
 
 
-@pytest.mark.parametrize("key", ["carecircle:swarmEdgeHosts", "carecircle:swarmMonitoringHost"])
+@pytest.mark.parametrize("key", ["carecircle:swarmEdgeHosts", "carecircle:swarmMonitoringHosts"])
 def test_swarm_only_keys_on_an_engine_stack_are_refused(key):
-    overrides = {**ENGINE, key: ["ssh://deploy@edge.example"] if key.endswith("Hosts") else "ssh://deploy@mon.example"}
+    overrides = {**ENGINE, key: ["ssh://deploy@node.example"]}
     assert "swarm stacks only" in problem("prod", overrides=overrides)[key].message
 
 

@@ -144,7 +144,8 @@ def test_json_is_unchanged_by_the_effects(memory, rotation):
          "inputs": ["triggers.resources.limits.memory_bytes", "triggers.resources.reservation.memory_bytes"], "secret_inputs": []},
         {"action": "update", "type": SERVICE, "name": "carecircle-prod-api-blue",
          "inputs": ["taskSpec.resources.limits.memoryBytes", "taskSpec.resources.reservation.memoryBytes"], "secret_inputs": []},
-        {"action": "update", "type": "command:local:Command", "name": "monitoring-config", "inputs": ["stdin"], "secret_inputs": []},
+        {"action": "update", "type": "command:local:Command", "name": "monitoring-prometheus-1-config", "inputs": ["stdin"], "secret_inputs": []},
+        {"action": "update", "type": "command:local:Command", "name": "monitoring-prometheus-2-config", "inputs": ["stdin"], "secret_inputs": []},
     ]
     rotated = {item["name"]: item for item in json.loads(diffing.as_json(rotation))}
     assert rotated["carecircle-prod-database-url"] == {"action": "replace", "type": SECRET, "name": "carecircle-prod-database-url",

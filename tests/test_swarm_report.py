@@ -18,7 +18,8 @@ from helpers import ENGINE, decoded_texts
 SERVICE = "docker:index/service:Service"
 EDGE = {"prod": ["ssh://deploy@edge-1.prod.carecircle.example", "ssh://deploy@edge-2.prod.carecircle.example"],
         "staging": ["ssh://deploy@staging.docker.carecircle.example"]}
-MONITORING = {"prod": "ssh://deploy@monitoring-1.prod.carecircle.example", "staging": "ssh://deploy@staging.docker.carecircle.example"}
+MONITORING = {"prod": ["ssh://deploy@monitoring-1.prod.carecircle.example", "ssh://deploy@monitoring-2.prod.carecircle.example"],
+              "staging": ["ssh://deploy@staging.docker.carecircle.example"]}
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +98,16 @@ def test_each_container_shows_the_node_it_runs_on(reports):
         placed = {c["name"]: c["node"] for s in data["services"].values() for c in s["placed"]}
         expected = {f"carecircle-{stack}-gateway-{i}": host for i, host in enumerate(EDGE[stack], 1)}
         expected |= {f"carecircle-{stack}-nginx-exporter-{i}": host for i, host in enumerate(EDGE[stack], 1)}
-        expected[f"carecircle-{stack}-prometheus"] = MONITORING[stack]
+        volumes = []
+        for i, host in enumerate(MONITORING[stack], 1):
+            for role in ("prometheus", "alertmanager"):
+                expected[f"carecircle-{stack}-{role}-{i}"] = host
+                # Replicas that differ (each mounts its own volume) are reported apart, under their Docker names.
+                mounted_by = role if len(MONITORING[stack]) == 1 else f"carecircle-{stack}-{role}-{i}"
+                volumes.append({"name": f"carecircle-{stack}-{role}-{i}-data", "protected": True, "mounted_by": mounted_by, "node": host})
         assert placed == expected
-        assert data["volumes"] == [{"name": f"carecircle-{stack}-prometheus-data", "protected": True, "mounted_by": "prometheus",
-                                    "node": MONITORING[stack]}]
-        assert data["edge_nodes"] == EDGE[stack] and data["monitoring_node"] == MONITORING[stack]
+        assert data["volumes"] == sorted(volumes, key=lambda v: v["name"])
+        assert data["edge_nodes"] == EDGE[stack] and data["monitoring_nodes"] == MONITORING[stack]
 
 
 def test_networks_show_overlay_encryption(stacks, reports):
@@ -124,11 +130,17 @@ def test_swarm_secrets_by_name_and_source_and_the_ones_that_travel_another_way(r
     assert database["mounted_by"] == [{"service": "api-blue", "file": "/run/secrets/database_url"},
                                       {"service": "workers", "file": "/run/secrets/database_url"}]
     assert prod["swarm_secrets"][1]["mounted_by"] == [{"service": "api-blue", "file": "/run/secrets/jwt_secret"}]
-    # The TLS certificate and key are not Swarm secrets: they travel in each gateway's configuration bundle.
+    # The TLS certificate and key are not Swarm secrets: they travel in each gateway's configuration bundle;
+    # the receivers' URLs and keys in each Alertmanager's.
+    alertmanagers = ["monitoring-alertmanager-1-config.stdin", "monitoring-alertmanager-2-config.stdin"]
     assert prod["secrets_outside_swarm"] == [
+        {"name": key, "source": "stack config (secret)", "travels_in": alertmanagers}
+        for key in ("carecircle:alertDeadMansSwitchUrl", "carecircle:alertPagerdutyRoutingKey", "carecircle:alertSlackWebhookUrl")] + [
         {"name": key, "source": "stack config (secret)", "travels_in": ["gateway-1-config.stdin", "gateway-2-config.stdin"]}
         for key in ("carecircle:gatewayTlsCertificate", "carecircle:gatewayTlsKey")]
-    assert reports["staging"]["secrets_outside_swarm"] == []  # staging reads its certificate from host paths
+    # staging reads its certificate from host paths
+    assert [(s["name"], s["travels_in"]) for s in reports["staging"]["secrets_outside_swarm"]] == [
+        (key, ["monitoring-alertmanager-1-config.stdin"]) for key in ("carecircle:alertDeadMansSwitchUrl", "carecircle:alertSlackWebhookUrl")]
     markdown = report.markdown(prod)
     assert "| carecircle:gatewayTlsKey | stack config (secret) | `gateway-1-config.stdin`, `gateway-2-config.stdin` |" in markdown
     assert "| carecircle-prod-jwt-secret | `" in markdown
@@ -226,13 +238,16 @@ def test_prod_diagram_shows_each_edge_nodes_ports_and_preview_exactly(stacks, re
     # each gateway and each node's 127.0.0.1 inside its own node
     assert declared["carecircle_prod_gateway_1"] == declared[f"{edge[1]}_loopback"] == edge[1]
     assert declared["carecircle_prod_gateway_2"] == declared[f"{edge[2]}_loopback"] == edge[2]
-    assert declared["carecircle_prod_prometheus"] == "node_monitoring_1_prod_carecircle_example"
+    for i in (1, 2):
+        assert declared[f"carecircle_prod_prometheus_{i}"] == declared[f"carecircle_prod_alertmanager_{i}"] == f"node_monitoring_{i}_prod_carecircle_example"
     assert declared["svc_api_blue"] == declared["svc_workers"] == "swarm_services"
     assert members == {
         ("carecircle_prod_gateway_1", edge_net), ("carecircle_prod_gateway_2", edge_net),
         ("carecircle_prod_nginx_exporter_1", edge_net), ("carecircle_prod_nginx_exporter_1", backend),
         ("carecircle_prod_nginx_exporter_2", edge_net), ("carecircle_prod_nginx_exporter_2", backend),
-        ("carecircle_prod_prometheus", backend),
+        ("carecircle_prod_prometheus_1", backend), ("carecircle_prod_prometheus_2", backend),
+        ("carecircle_prod_alertmanager_1", backend), ("carecircle_prod_alertmanager_1", egress),
+        ("carecircle_prod_alertmanager_2", backend), ("carecircle_prod_alertmanager_2", egress),
         ("svc_api_blue", edge_net), ("svc_api_blue", backend),
         ("svc_workers", backend), ("svc_workers", egress),
     }
@@ -243,7 +258,8 @@ def test_staging_diagram_one_node_holds_everything(reports):
     node = "node_staging_docker_carecircle_example"
     assert exposures == {("internet", "0.0.0.0:80", "carecircle_staging_gateway_1"), ("internet", "0.0.0.0:443", "carecircle_staging_gateway_1"),
                          (f"{node}_loopback", "8081", "carecircle_staging_gateway_1")}
-    assert {declared[n] for n in ("carecircle_staging_gateway_1", "carecircle_staging_prometheus", f"{node}_loopback")} == {node}
+    assert {declared[n] for n in ("carecircle_staging_gateway_1", "carecircle_staging_prometheus_1", "carecircle_staging_alertmanager_1",
+                                  f"{node}_loopback")} == {node}
 
 
 def test_a_service_publishing_a_port_shows_on_every_node(stacks):

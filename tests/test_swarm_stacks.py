@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from carecircle.offline import Evaluation, evaluate_stack
 from carecircle.stackfiles import load_stack_config
@@ -209,8 +210,9 @@ def test_the_preflight_checks_the_cluster_before_anything_is_declared_on_it(swar
     check = swarm.get(COMMAND, "swarm-check")
     assert check.inputs["environment"]["DOCKER_HOST"] == config["docker:host"]
     for edge in json.loads(config["carecircle:swarmEdgeHosts"]):
-        assert edge in check.inputs["create"]
-    assert config["carecircle:swarmMonitoringHost"] in check.inputs["create"]
+        assert f"edge={edge}" in check.inputs["create"]
+    for host in json.loads(config["carecircle:swarmMonitoringHosts"]):
+        assert f"monitoring={host}" in check.inputs["create"]
     for network in swarm.of_type(NETWORK):
         assert check.urn in network.dependencies
 
@@ -222,22 +224,53 @@ def test_each_rollout_is_waited_for(swarm):
         assert rollout.inputs["triggers"][0]["container_spec"]["image"]  # the task spec: any change is a rollout
 
 
-def test_prometheus_and_its_volume_live_on_the_monitoring_node(swarm):
+def test_a_prometheus_and_an_alertmanager_with_their_volumes_live_on_each_monitoring_node(swarm):
     stack = swarm.stack
     _, config, _ = load_stack_config(stack)
-    prometheus = swarm.get(CONTAINER, "monitoring-prometheus")
-    volume = swarm.get("docker:index/volume:Volume", "monitoring-prometheus-data")
-    assert provider_host(swarm, prometheus.provider) == provider_host(swarm, volume.provider) == config["carecircle:swarmMonitoringHost"]
-    assert volume.protect and volume.retain_on_delete
-    assert [n["name"] for n in prometheus.inputs["networksAdvanced"]] == [network_name(swarm, "backend")]
-    bundle = bundle_files(swarm.get(COMMAND, "monitoring-config").inputs["stdin"])["prometheus.yml"]
+    hosts = json.loads(config["carecircle:swarmMonitoringHosts"])
+    assert len(hosts) == (2 if stack == "prod" else 1)
+    alertmanagers = [f"carecircle-{stack}-alertmanager-{index}" for index in range(1, len(hosts) + 1)]
     api_service = next(name for name in swarm.outputs["services"] if "-api-blue-" in name)
-    assert f'names: ["tasks.{api_service}"]' in bundle
+    for index, host in enumerate(hosts, 1):
+        prometheus = swarm.get(CONTAINER, f"monitoring-prometheus-{index}")
+        alertmanager = swarm.get(CONTAINER, f"monitoring-alertmanager-{index}")
+        volumes = [swarm.get("docker:index/volume:Volume", f"monitoring-{kind}-{index}-data") for kind in ("prometheus", "alertmanager")]
+        assert {provider_host(swarm, r.provider) for r in [prometheus, alertmanager, *volumes]} == {host}
+        assert all(v.protect and v.retain_on_delete for v in volumes)
+        assert [n["name"] for n in prometheus.inputs["networksAdvanced"]] == [network_name(swarm, "backend")]
+        assert [n["name"] for n in alertmanager.inputs["networksAdvanced"]] == [network_name(swarm, "backend"), network_name(swarm, "egress")]
+        # Each Alertmanager gossips with the others by name (none when it is alone), advertising its own address
+        # on the stack's networks: left to guess, it would advertise the node-local docker_gwbridge address.
+        peers = [f"--cluster.peer={other}:9094" for other in alertmanagers if other != alertmanagers[index - 1]]
+        assert [flag for flag in alertmanager.inputs["command"] if flag.startswith("--cluster.")] == (
+            ["--cluster.listen-address=0.0.0.0:9094", "--cluster.peer-timeout=15s", *peers] if peers else ["--cluster.listen-address="])
+        assert alertmanager.inputs.get("entrypoints") == (
+            ["/bin/sh", "-c", 'address=$(hostname -i) && exec /bin/alertmanager "$@" --cluster.advertise-address="${address%% *}:9094"',
+             "alertmanager"] if peers else None)
+        # The same configuration everywhere: every Prometheus scrapes every target and alerts every Alertmanager.
+        bundle = yaml.safe_load(bundle_files(swarm.get(COMMAND, f"monitoring-prometheus-{index}-config").inputs["stdin"])["prometheus.yml"])
+        assert bundle["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [f"{name}:9093" for name in alertmanagers]
+        jobs = {job["job_name"]: job for job in bundle["scrape_configs"]}
+        assert jobs["prometheus"]["static_configs"][0]["targets"] == [f"carecircle-{stack}-prometheus-{i}:9090" for i in range(1, len(hosts) + 1)]
+        assert jobs["api"]["dns_sd_configs"][0]["names"] == [f"tasks.{api_service}"]
+        assert "stdin" in swarm.get(COMMAND, f"monitoring-alertmanager-{index}-config").secret_inputs
     edges = json.loads(config["carecircle:swarmEdgeHosts"])
     for index, edge in enumerate(edges, 1):
         exporter = swarm.get(CONTAINER, f"monitoring-nginx-exporter-{index}")
         assert provider_host(swarm, exporter.provider) == edge  # beside its gateway
         assert f"carecircle-{stack}-gateway-{index}:8082" in exporter.inputs["command"][0]
+
+
+def test_stub_status_is_allowed_from_the_gateways_own_networks(swarm):
+    """The exporter reaches its gateway over the edge overlay, whose subnet comes from Swarm's address pool
+    (and changes when the network is replaced): the status listener allows what gateway-apply.sh finds on
+    the container's interfaces (tests/test_blue_green_switch.py), never a subnet fixed in config."""
+    conf = bundle_files(swarm.get(COMMAND, "gateway-1-config").inputs["stdin"])["next.conf"]
+    status = conf[conf.index("location = /_gateway/nginx_status"):]
+    assert [line.strip() for line in status[:status.index("}")].splitlines()[1:]] == [
+        "stub_status;", "allow 127.0.0.1;", "include /etc/nginx/carecircle/status-allow/*.conf;", "deny all;", ""]
+    exporter = swarm.get(CONTAINER, "monitoring-nginx-exporter-1")
+    assert network_name(swarm, "edge") in [n["name"] for n in exporter.inputs["networksAdvanced"]]
 
 
 def test_no_output_and_no_plain_input_holds_a_secret(swarm):
@@ -273,7 +306,7 @@ def test_every_node_pulls_with_the_stacks_registry_credentials():
     credentials = json.dumps([{"address": "ghcr.io", "username": "carecircle-deploy", "password": "token-3f9a1c"}])
     prod = evaluate_stack("prod", secrets={"docker:registryAuth": credentials})
     providers = prod.of_type(PROVIDER)
-    assert {p.name for p in providers} == {"edge-node-1", "edge-node-2", "monitoring-node"}
+    assert {p.name for p in providers} == {"edge-node-1", "edge-node-2", "monitoring-node-1", "monitoring-node-2"}
     for provider in providers:
         # (a provider's inputs reach the engine as JSON text)
         assert json.loads(provider.inputs["registryAuth"]) == [{"address": "ghcr.io", "username": "carecircle-deploy",

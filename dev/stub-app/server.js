@@ -8,10 +8,15 @@
 //   x-standin-task = HOSTNAME, x-standin-version = STANDIN_VERSION baked into the image) and
 //   x-standin-database: the first 12 hex digits of sha256(DATABASE_URL), never the secret itself; and
 //   x-standin-client: the peer address of the connection (a gateway's, or the client's through DNAT).
+// - GET /metrics: the api's metric contract in Prometheus' text format: express-prom-bundle's
+//   http_request_duration_seconds histogram (label status_code, its default buckets; every request but
+//   /metrics itself) and prom-client's process_resident_memory_bytes.
 // Test knobs: ?delay_ms=N on any path answers after N ms (at most 120000). READY_CHECKS (default
 // "database,redis,rabbitmq") lists which dependencies /ready checks (empty: none). An image built with
 // STANDIN_BROKEN_HEALTH=1 fails /health always (a bad release, for rollback tests). POST
 // /_standin/health?state=fail (or ok) makes this one process fail (or pass) /health from then on.
+// POST /_standin/errors?status=500 makes this one process answer every request but the health, metrics
+// and knob paths with that status (an incident, for alerting tests); status=0 ends it.
 const http = require("http");
 const net = require("net");
 const { setting, fingerprint, identity } = require("./common");
@@ -33,6 +38,35 @@ const headers = {
   "x-standin-version": who.version,
   "x-standin-database": who.database,
 };
+
+// express-prom-bundle's default buckets (seconds).
+const BUCKETS = [0.003, 0.03, 0.1, 0.3, 1.5, 10];
+const histogram = new Map(); // status code -> { counts per bucket, count, sum }
+let failWith = 0;
+
+function observe(status, seconds) {
+  let series = histogram.get(status);
+  if (!series) histogram.set(status, (series = { buckets: BUCKETS.map(() => 0), count: 0, sum: 0 }));
+  BUCKETS.forEach((le, i) => { if (seconds <= le) series.buckets[i] += 1; });
+  series.count += 1;
+  series.sum += seconds;
+}
+
+function metrics() {
+  const lines = [
+    "# HELP http_request_duration_seconds duration histogram of http responses labeled with: status_code",
+    "# TYPE http_request_duration_seconds histogram",
+  ];
+  for (const [status, series] of [...histogram.entries()].sort()) {
+    BUCKETS.forEach((le, i) => lines.push(`http_request_duration_seconds_bucket{le="${le}",status_code="${status}"} ${series.buckets[i]}`));
+    lines.push(`http_request_duration_seconds_bucket{le="+Inf",status_code="${status}"} ${series.count}`);
+    lines.push(`http_request_duration_seconds_sum{status_code="${status}"} ${series.sum}`);
+    lines.push(`http_request_duration_seconds_count{status_code="${status}"} ${series.count}`);
+  }
+  lines.push("# HELP process_resident_memory_bytes Resident memory size in bytes.", "# TYPE process_resident_memory_bytes gauge",
+    `process_resident_memory_bytes ${process.memoryUsage().rss}`);
+  return lines.join("\n") + "\n";
+}
 
 let draining = false;
 let closing = false;
@@ -69,6 +103,14 @@ async function handle(req, res) {
     brokenHealth = url.searchParams.get("state") === "fail";
     return reply(200, { health: brokenHealth ? "failing" : "ok" });
   }
+  if (path === "/_standin/errors" && req.method === "POST") {
+    failWith = Number(url.searchParams.get("status")) || 0;
+    return reply(200, { errors: failWith });
+  }
+  if (path === "/metrics") {
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+    return res.end(metrics());
+  }
   if (path === "/health") return brokenHealth ? reply(500, { status: "broken" }) : reply(200, { status: "ok" });
   if (path === "/live") return reply(200, { status: "ok" });
   if (path === "/ready") {
@@ -78,12 +120,19 @@ async function handle(req, res) {
     const ready = Object.values(checks).every(Boolean);
     return reply(ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks });
   }
+  if (failWith && !path.startsWith("/_standin/") && !["/live", "/ready"].includes(path)) {
+    return reply(failWith, { stub: "carecircle-api", error: "injected" });
+  }
   reply(200, { stub: "carecircle-api", method: req.method, url: req.url });
 }
 
 const server = http.createServer((req, res) => {
   inFlight += 1;
+  const started = process.hrtime.bigint();
   res.once("close", () => { inFlight -= 1; });
+  res.once("finish", () => {
+    if (!req.url.startsWith("/metrics")) observe(res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+  });
   handle(req, res).catch((err) => {
     if (!res.headersSent) res.writeHead(500, headers);
     res.end(String(err));

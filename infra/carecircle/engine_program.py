@@ -11,6 +11,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from .alerting import alertmanager_bundle, alertmanager_names, cluster_flags
 from .components.app_service import AppService, AppServiceArgs, api_health_test, workers_health_test
 from .components.common import ContainerRuntime
 from .components.data_service import DataService, DataServiceArgs, postgres_kind, rabbitmq_kind, redis_kind
@@ -19,6 +20,7 @@ from .components.monitoring import (
     ExporterSpec,
     Monitoring,
     MonitoringArgs,
+    MonitoringReplica,
     nginx_exporter_health,
     postgres_exporter_health,
     redis_exporter_health,
@@ -152,7 +154,7 @@ def declare_apps(settings: Settings, runtime: ContainerRuntime, networks: Networ
         image=images.image(settings.workers_image, settings.workers_build_context),
         command=settings.workers_command,
         envs=workers_env,
-        networks=[networks.backend.name, *([networks.egress.name] if networks.egress else [])],
+        networks=[networks.backend.name, *([networks.egress.name] if networks.egress and settings.workers_need_egress else [])],
         health_test=workers_health_test(settings.workers_heartbeat_file),
         memory_mb=settings.workers_memory_mb,
         cpus=settings.workers_cpus,
@@ -210,18 +212,29 @@ def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: 
             health_test=redis_exporter_health(),
         ))
     return Monitoring("monitoring", MonitoringArgs(
-        prometheus_name=settings.docker_name("prometheus"),
         prometheus_image=settings.prometheus_image,
-        volume_name=settings.docker_name("prometheus", "data"),
+        alertmanager_image=settings.alertmanager_image,
         retention=settings.prometheus_retention,
-        bundle=prometheus_bundle(settings),
-        docker_host=settings.docker_host,
+        prometheus_bundle=prometheus_bundle(settings),
+        alertmanager_bundle=pulumi.Output.secret(alertmanager_bundle(settings)),
+        replicas=[MonitoringReplica(
+            key="",
+            prometheus_name=settings.docker_name("prometheus"),
+            prometheus_volume=settings.docker_name("prometheus", "data"),
+            alertmanager_name=alertmanager_names(settings)[0],
+            alertmanager_volume=settings.docker_name("alertmanager", "data"),
+            alertmanager_cluster=cluster_flags(settings, alertmanager_names(settings)[0]),
+            alertmanager_entrypoint=None,
+            docker_host=settings.docker_host,
+        )],
         backend_network=networks.backend.name,
+        egress_network=networks.egress.name,  # type: ignore[union-attr]
         exporters=exporters,
         runtime=runtime,
-        protect_volume=settings.protect_data,
-        host_port=settings.prometheus_host_port,
-    ), pulumi.ResourceOptions(depends_on=[gateway.container, *data.containers]))
+        protect_volumes=settings.protect_data,
+        prometheus_host_port=settings.prometheus_host_port,
+    # After the gateway's configuration: the exporter reads stub_status, which the bootstrap configuration lacks.
+    ), pulumi.ResourceOptions(depends_on=[gateway.container, gateway.config, *data.containers]))
 
 
 def declare_engine(settings: Settings) -> dict[str, Any]:
@@ -232,11 +245,11 @@ def declare_engine(settings: Settings) -> dict[str, Any]:
     apps = declare_apps(settings, runtime, networks, data)
     gateway = declare_gateway(settings, runtime, networks, apps)
     monitoring = declare_monitoring(settings, runtime, networks, data, gateway) if settings.monitoring_enabled else None
-    monitoring_containers = [*monitoring.exporters, monitoring.prometheus] if monitoring else []
+    monitoring_containers = [*monitoring.exporters, *monitoring.prometheus, *monitoring.alertmanagers] if monitoring else []
     return {
         "gatewayUrl": gateway_url(settings),
         "containers": [c.name for c in [*data.containers, *apps.api_containers, *apps.workers.containers, gateway.container, *monitoring_containers]],
         "activeColor": settings.api_active_color,
         "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],
-        "volumes": [service.volume.name for service in data.services.values()] + ([monitoring.volume.name] if monitoring else []),
+        "volumes": [service.volume.name for service in data.services.values()] + ([v.name for v in monitoring.volumes] if monitoring else []),
     }

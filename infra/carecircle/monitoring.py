@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from .alerting import ALERTMANAGER_PORT, WATCHDOG, alertmanager_names
 from .rendering import TEMPLATES, GatewayPorts, tar_bundle
 from .rendering import jinja_templates as templates
 from .settings import COLORS, Settings
@@ -38,6 +40,13 @@ class ScrapeJob:
     params: dict[str, list[str]] = field(default_factory=dict)
 
 
+def prometheus_names(settings: Settings) -> list[str]:
+    """One Prometheus per monitoring node on Swarm (numbered), one on the engine."""
+    if settings.platform == "swarm":
+        return [settings.docker_name("prometheus", str(i)) for i in range(1, len(settings.swarm_monitoring_hosts) + 1)]
+    return [settings.docker_name("prometheus")]
+
+
 def nginx_exporter_names(settings: Settings) -> list[str]:
     """One exporter per gateway: the engine's single gateway, or one per swarm edge node."""
     if settings.platform == "swarm":
@@ -56,6 +65,9 @@ def scrape_jobs(settings: Settings, api_services: Optional[Mapping[str, str]] = 
         api = [TargetGroup(labels={"pool": color}, dns_name=f"tasks.{service}", dns_port=settings.api_port)
                for color, service in sorted(api_services.items())]
     jobs = [
+        # Every replica scrapes every Prometheus and Alertmanager: the loss of one is TargetDown on the others.
+        ScrapeJob("prometheus", [TargetGroup([f"{name}:{PROMETHEUS_PORT}" for name in prometheus_names(settings)])]),
+        ScrapeJob("alertmanager", [TargetGroup([f"{name}:{ALERTMANAGER_PORT}" for name in alertmanager_names(settings)])]),
         ScrapeJob("api", api, settings.api_metrics_path),
         ScrapeJob("nginx", [TargetGroup([f"{name}:{NGINX_EXPORTER_PORT}" for name in nginx_exporter_names(settings)])]),
     ]
@@ -74,12 +86,15 @@ def render_prometheus_config(settings: Settings, rules_path: str = RULES_PATH, a
     return templates.get_template("prometheus.yml.j2").render(
         stack=settings.stack, environment=settings.environment, scrape_interval=settings.scrape_interval,
         rules_path=rules_path, jobs=scrape_jobs(settings, api_services),
+        # Every Prometheus sends every alert to every Alertmanager; they deduplicate among themselves.
+        alertmanagers=[f"{name}:{ALERTMANAGER_PORT}" for name in alertmanager_names(settings)],
     )
 
 
 def render_alert_rules(settings: Settings) -> str:
     return templates.get_template("alerts.yml.j2").render(
-        g=settings, stack=settings.stack, environment=settings.environment,
+        g=settings, stack=settings.stack, environment=settings.environment, watchdog=WATCHDOG,
+        runbook=lambda alert: json.dumps(f"{settings.alert_runbook_url}#{alert.lower()}"),
         error_ratio=round(settings.alert_error_rate_percent / 100, 6),
         memory_ratio=round(settings.alert_memory_percent / 100, 6),
         api_memory_limit_bytes=settings.api_memory_mb * 1024 * 1024,

@@ -286,10 +286,11 @@ def evaluate_stack(
     return evaluate_config(stack, *stack_config(stack, root, overrides, secrets), renamed=renamed)
 
 
-def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None):
+def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None,
+                   secrets: Optional[Mapping[str, str]] = None):
     """The validated settings of a stack from its files (changed as stack_config says), without
     running the program."""
     from .settings import parse_settings
 
-    _, config, secret_keys = stack_config(stack, root, overrides)
+    _, config, secret_keys = stack_config(stack, root, overrides, secrets)
     return parse_settings(stack, config, secret_keys)

@@ -1,6 +1,6 @@
 """Declares a swarm stack (carecircle:platform swarm): api pools and workers as Swarm services,
-secrets as Swarm secrets, overlay networks, a gateway container on each edge node and Prometheus on
-the monitoring node (docs/scaling.md says why each is what it is)."""
+secrets as Swarm secrets, overlay networks, a gateway container on each edge node, and a Prometheus and
+an Alertmanager on each monitoring node (docs/scaling.md says why each is what it is)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from .alerting import alertmanager_bundle, alertmanager_names, cluster_entrypoint, cluster_flags
 from .components.app_service import api_health_test, workers_health_test
 from .components.common import ContainerRuntime
 from .components.gateway import Gateway
-from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, nginx_exporter_health
+from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, MonitoringReplica, nginx_exporter_health
 from .components.overlay_network import OverlayNetworks, OverlayNetworksArgs
 from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
 from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
@@ -29,7 +30,7 @@ from .declarations import (
     stack_labels,
     tracing_env,
 )
-from .monitoring import nginx_exporter_names, prometheus_bundle, stub_status_url
+from .monitoring import nginx_exporter_names, prometheus_bundle, prometheus_names, stub_status_url
 from .rendering import Upstream
 from .settings import COLORS, Settings
 from .settings.types import nginx_time_ms
@@ -126,7 +127,7 @@ def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSe
         command=settings.workers_command,
         env={"WORKER_HEARTBEAT_FILE": settings.workers_heartbeat_file, **_plain(tracing_env(settings, "carecircle-workers"))},
         secret_names=["database_url", "redis_url", "rabbitmq_url", "sentry_dsn"],
-        networks=[networks.backend.id, *([networks.egress.id] if networks.egress else [])],
+        networks=[networks.backend.id, *([networks.egress.id] if networks.egress and settings.workers_need_egress else [])],
         replicas=settings.workers_replicas,
         health_test=workers_health_test(settings.workers_heartbeat_file),
         labels={},
@@ -180,8 +181,8 @@ def node_provider(name: str, host: str, settings: Settings) -> docker.Provider:
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
                        gateways: list[Gateway], edge_providers: list[docker.Provider]) -> Monitoring:
-    """Prometheus with its protected volume on the monitoring node; an nginx exporter beside each gateway."""
-    provider = node_provider("monitoring-node", settings.swarm_monitoring_host, settings)  # type: ignore[arg-type]
+    """A Prometheus and an Alertmanager, each with its protected volume, on every monitoring node (the
+    Alertmanagers gossip with each other); an nginx exporter beside each gateway."""
     exporters = [ExporterSpec(
         key=f"nginx-exporter-{index}",
         container_name=name,
@@ -191,27 +192,40 @@ def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: 
         health_test=nginx_exporter_health(),
         provider=edge_provider,
     ) for index, (name, edge_provider) in enumerate(zip(nginx_exporter_names(settings), edge_providers, strict=True), 1)]
+    replicas = [MonitoringReplica(
+        key=f"-{index}",
+        prometheus_name=prometheus,
+        prometheus_volume=f"{prometheus}-data",
+        alertmanager_name=alertmanager,
+        alertmanager_volume=f"{alertmanager}-data",
+        alertmanager_cluster=cluster_flags(settings, alertmanager),
+        alertmanager_entrypoint=cluster_entrypoint(settings),
+        docker_host=host,
+        provider=node_provider(f"monitoring-node-{index}", host, settings),
+    ) for index, (host, prometheus, alertmanager) in enumerate(zip(
+        settings.swarm_monitoring_hosts, prometheus_names(settings), alertmanager_names(settings), strict=True), 1)]
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
     return Monitoring("monitoring", MonitoringArgs(
-        prometheus_name=settings.docker_name("prometheus"),
         prometheus_image=settings.prometheus_image,
-        volume_name=settings.docker_name("prometheus", "data"),
+        alertmanager_image=settings.alertmanager_image,
         retention=settings.prometheus_retention,
-        bundle=names.apply(lambda services: prometheus_bundle(settings, api_services=services)),
-        docker_host=settings.swarm_monitoring_host,
+        prometheus_bundle=names.apply(lambda services: prometheus_bundle(settings, api_services=services)),
+        alertmanager_bundle=pulumi.Output.secret(alertmanager_bundle(settings)),
+        replicas=replicas,
         backend_network=networks.backend.name,
+        egress_network=networks.egress.name,  # type: ignore[union-attr]
         exporters=exporters,
         runtime=runtime,
-        protect_volume=settings.protect_data,
-        provider=provider,
-    ), pulumi.ResourceOptions(depends_on=[g.container for g in gateways]))
+        protect_volumes=settings.protect_data,
+    # After the gateways' configuration: the exporter reads stub_status, which the bootstrap configuration lacks.
+    ), pulumi.ResourceOptions(depends_on=[*(g.container for g in gateways), *(g.config for g in gateways)]))
 
 
 def declare_swarm(settings: Settings) -> dict[str, Any]:
     """Declare a swarm stack; returns the stack outputs."""
     preflight = SwarmPreflight("swarm", SwarmPreflightArgs(
         manager_host=settings.docker_host, edge_hosts=settings.swarm_edge_hosts,
-        monitoring_host=settings.swarm_monitoring_host if settings.monitoring_enabled else None))
+        monitoring_hosts=settings.swarm_monitoring_hosts if settings.monitoring_enabled else []))
     networks = OverlayNetworks("networks", OverlayNetworksArgs(
         edge_name=settings.docker_name("edge"), backend_name=settings.docker_name("backend"),
         egress_name=settings.docker_name("egress") if settings.needs_egress else None,
@@ -226,8 +240,8 @@ def declare_swarm(settings: Settings) -> dict[str, Any]:
         "gatewayUrl": gateway_url(settings),
         "activeColor": settings.api_active_color,
         "services": [s.service.name for s in [*pools.values(), *([workers] if workers else [])]],
-        "containers": [c.name for c in [*(g.container for g in gateways), *(monitoring.exporters if monitoring else []),
-                                        *([monitoring.prometheus] if monitoring else [])]],
+        "containers": [c.name for c in [*(g.container for g in gateways),
+                                        *([*monitoring.exporters, *monitoring.prometheus, *monitoring.alertmanagers] if monitoring else [])]],
         "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],
-        "volumes": [monitoring.volume.name] if monitoring else [],
+        "volumes": [v.name for v in monitoring.volumes] if monitoring else [],
     }

@@ -1,10 +1,14 @@
 """Fixtures of the swarm tests: a real 3-manager Docker Swarm in network namespaces, with the stand-in
 images on every node.
 
-    swarm            (session)  SwarmCluster: node1, node2 carecircle.edge=true; node3
+    swarm            (session)  SwarmCluster: node1, node2 carecircle.edge=true; node2, node3
                                 carecircle.monitoring=true; all managers. .images: tag -> image id.
     nginx_image      (session)  the tag of carecircle-standin/nginx:<version>, built on every node of
                                 `swarm` from the root bin/fetch-nginx unpacks (run when missing).
+    receivers_tls    (session)  a CA and a certificate for the host end of the swarm's bridge, where
+                                the tests' alert receivers listen.
+    monitoring_images (session) the Prometheus, Alertmanager (trusting receivers_tls's CA) and nginx
+                                exporter stand-ins on every node of `swarm`: role -> tag.
     swarm_resources  (function) Resources on `swarm`: services, networks, secrets, configs and probe
                                 containers a test creates, removed when the test ends.
     make_swarm       (function) factory for extra clusters (destructive tests): make_swarm(managers=,
@@ -39,7 +43,7 @@ from .probe import Resources
 
 SWARM_LABELS = {
     "node1": {"carecircle.edge": "true", "carecircle.apps": "true"},
-    "node2": {"carecircle.edge": "true", "carecircle.apps": "true"},
+    "node2": {"carecircle.edge": "true", "carecircle.monitoring": "true", "carecircle.apps": "true"},
     "node3": {"carecircle.monitoring": "true", "carecircle.apps": "true"},
 }
 
@@ -150,6 +154,23 @@ def registry(swarm: SwarmCluster) -> Iterator[Registry]:
         yield served
     finally:
         served.server.stop()
+
+
+@pytest.fixture(scope="session")
+def receivers_tls(swarm: SwarmCluster, tmp_path_factory):
+    from alert_receivers import make_tls
+
+    return make_tls(tmp_path_factory.mktemp("receivers-tls"), [swarm.gateway])
+
+
+@pytest.fixture(scope="session")
+def monitoring_images(swarm: SwarmCluster, receivers_tls) -> dict[str, str]:
+    from .monitoring_images import ALERTMANAGER, NGINX_EXPORTER, PROMETHEUS, build_monitoring_images
+
+    t0 = time.monotonic()
+    swarm.images.update(build_monitoring_images(swarm, receivers_tls.ca.read_bytes()))
+    swarm.timings["monitoring_images"] = time.monotonic() - t0
+    return {"prometheus": PROMETHEUS, "alertmanager": ALERTMANAGER, "nginx-exporter": NGINX_EXPORTER}
 
 
 @pytest.fixture

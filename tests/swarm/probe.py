@@ -118,6 +118,13 @@ class Probe:
                   ".then(()=>process.exit(0))")  # an aborted connect would keep node alive until it times out
         return json.loads(self.js(script, timeout=timeout_ms / 1000 + 10))
 
+    def post_many(self, urls: list[str], timeout_ms: int = 3000) -> list[dict[str, Any]]:
+        """POST (empty body) to every url concurrently in one node process: {"url", "status"} or {"url", "error"}."""
+        script = (f"Promise.all({json.dumps(urls)}.map(u=>fetch(u,{{method:'POST',signal:AbortSignal.timeout({timeout_ms})}})"
+                  ".then(r=>({url:u,status:r.status}),e=>({url:u,error:String(e.cause||e)}))))"
+                  ".then(a=>{console.log(JSON.stringify(a));process.exit(0)})")
+        return json.loads(self.js(script, timeout=timeout_ms / 1000 + 10))
+
     def get_many(self, urls: list[str], timeout_ms: int = 3000) -> list[dict[str, Any]]:
         """GET every url concurrently in one node process."""
         script = (f"Promise.all({json.dumps(urls)}.map(u=>fetch(u,{{signal:AbortSignal.timeout({timeout_ms})}})"

@@ -29,7 +29,7 @@ STACK = "staging"
 SERVER_NAME = "api.staging.carecircle.example"
 MANAGER_HOST = "ssh://deploy@manager.swarm.test"
 EDGE_HOSTS = ("ssh://deploy@edge-1.swarm.test", "ssh://deploy@edge-2.swarm.test")
-MONITORING_HOST = "ssh://deploy@monitoring.swarm.test"
+MONITORING_HOSTS = ("ssh://deploy@monitoring-1.swarm.test", "ssh://deploy@monitoring-2.swarm.test")
 QUEUE_PORT = 6380
 QUEUE_HOST = "carecircle-test-queue"
 API_IMAGE = "carecircle-standin/api:{version}"
@@ -59,7 +59,7 @@ def base_config(tls_dir: Path, client_cidr: str, images: dict[str, str]) -> dict
     return {
         "docker:host": MANAGER_HOST,
         "carecircle:swarmEdgeHosts": list(EDGE_HOSTS),
-        "carecircle:swarmMonitoringHost": None,
+        "carecircle:swarmMonitoringHosts": None,
         "carecircle:monitoringEnabled": False,
         # These kernels have no ESP: an encrypted overlay passes no traffic between nodes here.
         "carecircle:swarmEncryptOverlays": False,
@@ -86,6 +86,38 @@ def base_config(tls_dir: Path, client_cidr: str, images: dict[str, str]) -> dict
         # The load's balancer model takes an edge back after 2 checks 0.5 s apart.
         "carecircle:swarmBalancerRecoverySeconds": 2,
     }
+
+
+def monitoring_config(images: dict[str, str]) -> dict[str, Any]:
+    """Monitoring and alerting on, with the stand-in images (tests/swarm/monitoring_images.py), a
+    Prometheus and an Alertmanager on each of two monitoring nodes, and timing in seconds instead of
+    minutes. Receivers are secrets: see alerting_secrets."""
+    return {
+        "carecircle:monitoringEnabled": True,
+        "carecircle:swarmMonitoringHosts": list(MONITORING_HOSTS),
+        "carecircle:prometheusImage": images["prometheus"],
+        "carecircle:alertmanagerImage": images["alertmanager"],
+        "carecircle:nginxExporterImage": images["nginx-exporter"],
+        "carecircle:prometheusRetention": "1d",
+        "carecircle:scrapeInterval": "1s",
+        # Longer than the load's clients can all stall on a lost node (their 10 s timeout): a window without
+        # a single request has no error rate (0/0), and the alert would resolve and fire again.
+        "carecircle:alertRateWindow": "20s",
+        "carecircle:alertFor": "2s",
+        # Longer than a lost node's tasks take to leave DNS (5-6 s): a replica that is gone is no TargetDown.
+        "carecircle:alertTargetDownFor": "15s",
+        "carecircle:alertGroupWait": "1s",
+        # Longer than the second Alertmanager's turn (15 s): a settings rule.
+        "carecircle:alertGroupInterval": "16s",
+        "carecircle:alertRepeatInterval": "1h",
+        "carecircle:alertDeadMansSwitchInterval": "4s",
+        # staging's committed placeholder would send to a fake Slack
+        "carecircle:alertSlackWebhookUrl": None,
+    }
+
+
+def alerting_secrets(webhook_url: str, dead_mans_switch_url: str) -> dict[str, str]:
+    return {"carecircle:alertWebhookUrl": webhook_url, "carecircle:alertDeadMansSwitchUrl": dead_mans_switch_url}
 
 
 def secrets(registry_auth: list[dict[str, str]], database_url: str = DATABASE_URL) -> dict[str, str]:
@@ -117,6 +149,7 @@ class DeployedStack:
     stack_secrets: dict[str, str]
     manager: str = "node1"
     edges: tuple[str, str] = ("node1", "node2")
+    monitoring: tuple[str, str] = ("node3", "node2")
     applier: Optional[EngineApplier] = None
     evaluations: list[Evaluation] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # local tag -> the digest-pinned reference in the test registry
@@ -124,7 +157,8 @@ class DeployedStack:
 
     def hosts(self) -> dict[str, str]:
         return {MANAGER_HOST: self.cluster[self.manager].host_url,
-                **{address: self.cluster[node].host_url for address, node in zip(EDGE_HOSTS, self.edges, strict=True)}}
+                **{address: self.cluster[node].host_url for address, node in zip(EDGE_HOSTS, self.edges, strict=True)},
+                **{address: self.cluster[node].host_url for address, node in zip(MONITORING_HOSTS, self.monitoring, strict=True)}}
 
     def evaluate(self, **changes: Any) -> Evaluation:
         """The staging stack with these config changes (keys without the carecircle: namespace)."""

@@ -12,7 +12,7 @@ from .effects import rolls
 
 # The committed staging and prod run on Swarm; this puts a stack on one Docker engine instead (dev's
 # platform), to show what the same changes do there.
-ON_ENGINE: dict[str, Any] = {"carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None, "carecircle:swarmMonitoringHost": None}
+ON_ENGINE: dict[str, Any] = {"carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None, "carecircle:swarmMonitoringHosts": None}
 # prod runs images pinned by digest.
 RELEASED_IMAGE = "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
 NEW_IMAGE = "ghcr.io/carecircle/api:1.1.0@sha256:" + "1" * 64

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from ..alerting import alertmanager_names, render_alertmanager_config
 from ..monitoring import render_alert_rules, scrape_jobs
 from ..offline import DeclaredResource, Evaluation
 from ..settings import COLORS, SECRET_FIELDS, Settings, full_key
@@ -188,7 +189,7 @@ def _add_swarm(report: dict[str, Any], evaluation: Evaluation, settings: Setting
     """What a swarm stack adds: its services, where each container runs, its secrets as Swarm sees them."""
     report["platform"] = "swarm"
     report["edge_nodes"] = list(settings.swarm_edge_hosts)
-    report["monitoring_node"] = settings.swarm_monitoring_host if settings.monitoring_enabled else None
+    report["monitoring_nodes"] = list(settings.swarm_monitoring_hosts) if settings.monitoring_enabled else []
     for name, containers in services.items():
         report["services"][name]["placed"] = [{"name": c.inputs["name"], "node": swarm_report.node_of(evaluation, c, settings)}
                                               for c in containers]
@@ -215,7 +216,8 @@ def _monitoring(settings: Settings, api_services: Optional[dict[str, str]] = Non
         "targets": [{"job": job.name, "targets": [*(t for group in job.groups for t in group.targets),
                                                   *(f"{group.dns_name}:{group.dns_port} (every task, by DNS)" for group in job.groups if group.dns_name)]}
                     for job in scrape_jobs(settings, api_services)],
-        "alerts": shipped_alerts(settings),
+        "alerts": (alerts := shipped_alerts(settings)),
+        "alerting": alert_routing(settings, alerts),
         "tracing": {"otlp_endpoint": settings.otel_exporter_endpoint, "sample_rate": settings.trace_sample_rate,
                     "sentry": settings.sentry_dsn is not None},
     }
@@ -230,6 +232,38 @@ def shipped_alerts(settings: Settings) -> list[dict[str, Any]]:
          "summary": (rule.get("annotations") or {}).get("summary"), "description": (rule.get("annotations") or {}).get("description")}
         for group in rules.get("groups") or [] for rule in group.get("rules") or [] if "alert" in rule
     ]
+
+
+# How each Alertmanager integration is named in the report; its URL or key is never shown.
+INTEGRATION_NAMES = {"webhook_configs": "webhook", "slack_configs": "Slack incoming webhook",
+                     "pagerduty_configs": "PagerDuty Events API v2", "email_configs": "e-mail"}
+
+
+def alert_routing(settings: Settings, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who is notified of what, read from the Alertmanager configuration the stack ships (parsed in
+    memory; only receiver names, integration kinds and e-mail recipients leave it) and routed the way
+    Alertmanager routes (the policy pack's own route walker)."""
+    config = yaml.safe_load(render_alertmanager_config(settings))
+    route_receivers = load_policies().route_receivers
+    delivers: dict[str, list[str]] = {receiver["name"]: [] for receiver in config["receivers"]}
+    for alert in alerts:
+        for receiver in route_receivers(config["route"], {"alertname": alert["alert"], "severity": alert["severity"] or ""}):
+            delivers[receiver].append(alert["alert"])
+    route = config["route"]
+    return {
+        "alertmanagers": alertmanager_names(settings),
+        "group_by": route["group_by"], "group_wait": route["group_wait"], "group_interval": route["group_interval"],
+        "repeat_interval": route["repeat_interval"], "send_resolved": settings.alert_send_resolved,
+        "receivers": [{
+            "name": receiver["name"],
+            "through": [INTEGRATION_NAMES.get(kind, kind.removesuffix("_configs")) + (f" to {item['to']}" if kind == "email_configs" else "")
+                        for kind, items in receiver.items() if kind.endswith("_configs") for item in items],
+            "alerts": delivers[receiver["name"]],
+            **({"every": settings.alert_dead_mans_switch_interval} if receiver["name"] == "dead-mans-switch" else {}),
+        } for receiver in config["receivers"]],
+        "inhibitions": [f"{' and '.join(rule['source_matchers'])} silences {' and '.join(rule['target_matchers'])} "
+                        f"with the same {', '.join(rule['equal'])}" for rule in config.get("inhibit_rules") or []],
+    }
 
 
 def _cell(value: Any) -> str:
@@ -268,14 +302,17 @@ def mermaid(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any], diagram: Optional[str] = None) -> str:
+    """The report in Markdown; `diagram` replaces the Mermaid diagram's source with text (a terminal
+    shows the source, not the picture)."""
     g = report["gateway"]
     swarm = report.get("platform") == "swarm"
     if swarm:
         hosts = [f"- Platform: **Docker Swarm**; manager (`docker:host`): {_code(report['docker_host'])}",
                  "- Edge nodes (a gateway container on each): " + ", ".join(_code(h) for h in report["edge_nodes"])]
-        if report["monitoring_node"]:
-            hosts.append(f"- Monitoring node (Prometheus and its volume): {_code(report['monitoring_node'])}")
+        if report["monitoring_nodes"]:
+            hosts.append("- Monitoring nodes (a Prometheus and an Alertmanager, each with its volume, on each): "
+                         + ", ".join(_code(h) for h in report["monitoring_nodes"]))
         preview = f"; idle pool preview on 127.0.0.1:{g['preview_port']} of each edge node" if g["preview_port"] else ""
     else:
         hosts = [f"- Docker host: {_code(report['docker_host'])}"]
@@ -294,9 +331,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Diagram",
         "",
-        "```mermaid",
-        mermaid(report),
-        "```",
+        *([diagram] if diagram is not None else ["```mermaid", mermaid(report), "```"]),
         "",
     ]
     if swarm:
@@ -360,6 +395,7 @@ def markdown(report: dict[str, Any]) -> str:
         out += ["", "| alert | for | severity | summary | description |", "|---|---|---|---|---|"]
         out += [f"| {a['alert']} | {a['for']} | {a['severity']} | {_cell(a['summary'])} | {_cell(a['description'])} |"
                 for a in monitoring["alerts"]]
+        out += ["", *alert_routing_lines(monitoring["alerting"])]
         tracing = monitoring["tracing"]
         out += ["", f"Traces: {'OTLP to ' + _code(tracing['otlp_endpoint']) if tracing['otlp_endpoint'] else 'not exported'}, "
                 f"sample rate {tracing['sample_rate']:g}; Sentry: {'on (DSN from stack secrets)' if tracing['sentry'] else 'off'}."]
@@ -370,6 +406,29 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         out.append(f"All {len(report['policy']['rules'])} rules pass: " + ", ".join(_code(r) for r in report["policy"]["rules"]) + ".")
     return "\n".join(out) + "\n"
+
+
+def alert_routing_lines(alerting: dict[str, Any]) -> list[str]:
+    gossip = ", gossiping to send each notification once" if len(alerting["alertmanagers"]) > 1 else ""
+    out = [f"Alertmanager ({', '.join(_code(n, in_table=False) for n in alerting['alertmanagers'])}{gossip}) groups alerts by "
+           f"{', '.join(alerting['group_by'])}: a new group is notified after {alerting['group_wait']}, a changed one after "
+           f"{alerting['group_interval']}, one still firing again every {alerting['repeat_interval']}; resolved alerts "
+           f"{'are' if alerting['send_resolved'] else 'are not'} notified. "
+           + " ".join(f"Inhibition: {_code(rule, in_table=False)}." for rule in alerting["inhibitions"]),
+           "", "| receiver | notifies through (URLs and keys from stack secrets, never shown) | alerts it gets |", "|---|---|---|"]
+    for receiver in alerting["receivers"]:
+        through = ", ".join(receiver["through"]) or "nothing (dropped)"
+        if "every" in receiver:
+            through += f", every {receiver['every']}" if receiver["through"] else " (no dead man's switch configured)"
+        out.append(f"| {receiver['name']} | {_cell(through)} | {', '.join(receiver['alerts']) or 'none'} |")
+    return out
+
+
+def diagram_pointer(stack: str, committed: bool) -> str:
+    """Where a person sees the diagram when the report is read in a terminal."""
+    where = (f"docs/environments/{stack}.md (GitHub and most editors render it)" if committed else
+             f"python infra/cli.py report --stack {stack} --format markdown > {stack}.md, opened where Markdown renders (GitHub, an editor)")
+    return f"The diagram of what is exposed where is a Mermaid chart: see it in {where}."
 
 
 def as_json(report: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
-"""A swarm stack's overlay networks: edge (gateways and api), backend (internal), egress (optional).
+"""A swarm stack's overlay networks: edge (gateways and api), backend (internal), egress (workers and
+Alertmanager).
 
-Attachable, so the plain containers on edge and monitoring nodes (gateways, exporters, Prometheus)
-can join them. Services reference them by id (a name is rewritten to an id by the engine, which the
+Attachable, so the plain containers on edge and monitoring nodes (gateways, exporters, Prometheus,
+Alertmanager) can join them. Services reference them by id (a name is rewritten to an id by the engine, which the
 provider then reports as a change on every run: pulumi-docker#233).
 
 Named by Pulumi (<logical name>-<7 hex>), never by us: a network the program names is replaced
@@ -27,8 +28,8 @@ class OverlayNetworksArgs:
     # Logical names (the engine's names are these plus Pulumi's suffix), e.g. carecircle-prod-edge.
     edge_name: str
     backend_name: str
-    # Only when a data service is managed (external): workers reach it over the internet, which an
-    # internal network cannot do, without joining the gateways' edge network.
+    # The way to the internet that is not the gateways' edge network: workers reach managed data services
+    # through it (an internal network cannot), Alertmanager its receivers.
     egress_name: Optional[str]
     encrypted: bool
     labels: dict[str, str]

@@ -1,5 +1,5 @@
 """What a swarm stack assumes of its cluster, checked before anything is declared on it: docker:host
-is a manager, each edge host and the monitoring host are nodes of that swarm with their labels, some
+is a manager, each edge host and each monitoring host are nodes of that swarm with their labels, some
 node takes the apps (templates/swarm-preflight.sh). The program cannot create nodes; it can refuse
 to deploy onto a cluster that is not what the stack says, with the fix in the message."""
 
@@ -21,7 +21,7 @@ PREFLIGHT_SCRIPT = (TEMPLATES / "swarm-preflight.sh").read_text()
 class SwarmPreflightArgs:
     manager_host: Optional[str]
     edge_hosts: Sequence[str]
-    monitoring_host: Optional[str]
+    monitoring_hosts: Sequence[str]
 
 
 class SwarmPreflight(pulumi.ComponentResource):
@@ -29,7 +29,7 @@ class SwarmPreflight(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SwarmPreflightArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:swarm:SwarmPreflight", name, None, opts)
-        hosts = [args.monitoring_host or "-", *args.edge_hosts]
+        hosts = [*(f"edge={host}" for host in args.edge_hosts), *(f"monitoring={host}" for host in args.monitoring_hosts)]
         self.check = command.local.Command(
             f"{name}-check",
             create=" ".join(["sh -c", shlex.quote(PREFLIGHT_SCRIPT), "preflight", *map(shlex.quote, hosts)]),

@@ -8,7 +8,8 @@
     apps.py        api pools and workers
     data.py        postgres, redis, rabbitmq
     gateway.py     the nginx gateway
-    monitoring.py  Prometheus, alerts, tracing
+    monitoring.py  Prometheus, exporters, alert thresholds, tracing
+    alerting.py    Alertmanager: receivers, routing, the dead man's switch, alert timing
     swarm.py       Docker Swarm: edge and monitoring nodes, spread, rolling updates
     model.py       the composed Settings and the rules across sections
     loading.py     reading the CLI's config, binding the environment, reporting every problem

@@ -57,6 +57,12 @@ class DataSettings(Section):
                 yield Violation(field, f"{environment.strict} publishes no data-service port: remove this key", "")
 
     @property
-    def needs_egress(self) -> bool:
+    def workers_need_egress(self) -> bool:
         """Workers reach managed data services over the internet only through a non-internal network."""
         return "external" in (self.postgres_mode, self.redis_mode, self.rabbitmq_mode)
+
+    @property
+    def needs_egress(self) -> bool:
+        """A non-internal network that is not the edge: for the workers (managed data services) and for
+        Alertmanager (its receivers are on the internet)."""
+        return self.workers_need_egress or self.monitoring_enabled  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+from .alerting import AlertingSettings
 from .apps import AppSettings
 from .base import Environment, Section, Violation, cross_rule
 from .data import DataSettings
@@ -12,10 +13,11 @@ from .monitoring import MonitoringSettings
 from .runtime import RuntimeSettings
 from .swarm import SwarmSettings
 
-SECTIONS: tuple[type[Section], ...] = (RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings, SwarmSettings)
+SECTIONS: tuple[type[Section], ...] = (RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings, AlertingSettings,
+                                       SwarmSettings)
 
 
-class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings, SwarmSettings):
+class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, MonitoringSettings, AlertingSettings, SwarmSettings):
     """Everything one stack declares, validated before any resource exists (see settings/loading.py)."""
 
     def host_ports(self) -> list[tuple[str, str, int]]:
@@ -51,7 +53,7 @@ class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, Moni
         fields = ["gateway_image", "workers_image", *(f"api_{color}_image" for color in ("blue", "green") if self.pool_runs(color))]
         fields += [f"{service}_image" for service in ("postgres", "redis", "rabbitmq") if getattr(self, f"{service}_mode") == "container"]
         if self.monitoring_enabled:
-            fields += ["prometheus_image", "nginx_exporter_image"]
+            fields += ["prometheus_image", "alertmanager_image", "nginx_exporter_image"]
             fields += [f"{service}_exporter_image" for service in ("postgres", "redis") if getattr(self, f"{service}_mode") == "container"]
         return fields
 

@@ -16,17 +16,19 @@ Parallelism = config_int(1, 100)
 BalancerRecovery = config_int(0, 600)
 # Swarm service names are DNS labels (63 characters); Pulumi appends "-" and 7 hex characters.
 SERVICE_NAME_LIMIT = 63 - 8
-SWARM_ONLY_KEYS = ("swarm_edge_hosts", "swarm_monitoring_host")
+SWARM_ONLY_KEYS = ("swarm_edge_hosts", "swarm_monitoring_hosts")
 EDGE_HOSTS_EXAMPLE = '["ssh://deploy@edge-1.carecircle.example","ssh://deploy@edge-2.carecircle.example"]'
+MONITORING_HOSTS_EXAMPLE = '["ssh://deploy@monitoring-1.carecircle.example","ssh://deploy@monitoring-2.carecircle.example"]'
 
 
 class SwarmSettings(Section):
     swarm_edge_hosts: list[DockerHost] = key(
         "Docker hosts of the edge nodes (ssh://user@host), each a swarm node labelled carecircle.edge=true: one gateway "
         "container runs on each (prod: at least 2).", ["ssh://deploy@edge-1.carecircle.example"], default=[])
-    swarm_monitoring_host: Optional[DockerHost] = key(
-        "Docker host of the swarm node labelled carecircle.monitoring=true, where Prometheus and its volume live.",
-        "ssh://deploy@monitoring-1.carecircle.example", default=None)
+    swarm_monitoring_hosts: list[DockerHost] = key(
+        "Docker hosts of the swarm nodes labelled carecircle.monitoring=true: a Prometheus and an Alertmanager, each with its "
+        "protected volume, run on each, so alerting survives the loss of one (prod: at least 2).",
+        ["ssh://deploy@monitoring-1.carecircle.example", "ssh://deploy@monitoring-2.carecircle.example"], default=[])
     swarm_node_platform: NodePlatform = key("os/architecture of the swarm's nodes (and so of the images they run).", "linux/amd64")
     swarm_encrypt_overlays: ConfigBool = key("Encrypt the overlay networks between nodes (IPsec; prod: required).", True)
     swarm_update_parallelism: Parallelism = key("Replicas a rolling update replaces at a time (start-first).", 1)
@@ -70,10 +72,17 @@ class SwarmSettings(Section):
             yield Violation("swarm_edge_hosts", "edge nodes are reached over ssh://user@host", EDGE_HOSTS_EXAMPLE)
 
     @cross_rule
-    def _monitoring_host(self, environment: Environment) -> Iterator[Violation]:
-        if self.platform == "swarm" and self.monitoring_enabled and self.swarm_monitoring_host is None:
-            yield Violation("swarm_monitoring_host", "monitoring on a swarm stack runs Prometheus on the node labelled "
-                                                     "carecircle.monitoring=true: set its Docker host")
+    def _monitoring_hosts(self, environment: Environment) -> Iterator[Violation]:
+        if self.platform != "swarm" or not self.monitoring_enabled:
+            return
+        needed = 2 if environment.name == "prod" else 1
+        if len(self.swarm_monitoring_hosts) < needed:
+            yield Violation("swarm_monitoring_hosts", "prod runs Prometheus and Alertmanager on at least 2 nodes labelled "
+                                                      "carecircle.monitoring=true, so alerting survives the loss of one" if needed > 1 else
+                            "monitoring on a swarm stack runs Prometheus and Alertmanager on the nodes labelled "
+                            "carecircle.monitoring=true: set their Docker hosts", MONITORING_HOSTS_EXAMPLE)
+        if len(set(self.swarm_monitoring_hosts)) != len(self.swarm_monitoring_hosts):
+            yield Violation("swarm_monitoring_hosts", "lists a host twice", MONITORING_HOSTS_EXAMPLE)
 
     @cross_rule
     def _encrypted_in_prod(self, environment: Environment) -> Iterator[Violation]:

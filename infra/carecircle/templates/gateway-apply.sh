@@ -9,6 +9,23 @@
 set -eu
 cd "${CARECIRCLE_NGINX_DIR:-/etc/nginx/carecircle}"
 base64 -d | tar -x -f -
+# stub_status answers the nginx exporter beside this gateway, which connects from a network this container
+# is on: allow each of their subnets (included by the status listener, so tested by nginx -t below).
+network_of() {  # 10.0.1.5/24 -> 10.0.1.0/24
+    bits=${1#*/}
+    old_ifs=$IFS
+    IFS=.
+    # shellcheck disable=SC2086
+    set -- ${1%/*}
+    IFS=$old_ifs
+    n=$(( ($1 << 24 | $2 << 16 | $3 << 8 | $4) & (0xffffffff << (32 - bits)) & 0xffffffff ))
+    echo "$((n >> 24 & 255)).$((n >> 16 & 255)).$((n >> 8 & 255)).$((n & 255))/$bits"
+}
+mkdir -p status-allow
+for cidr in $(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}'); do
+    echo "allow $(network_of "$cidr");"
+done > status-allow/networks.conf
+[ -s status-allow/networks.conf ] || echo "carecircle gateway: no network address found (ip -4 addr); stub_status answers 127.0.0.1 only" >&2
 if ! nginx -t -q -e stderr -c "$PWD/next.conf"; then
     echo "carecircle gateway: the new configuration failed nginx -t; still serving the previous one" >&2
     rm -f next.conf

@@ -15,5 +15,17 @@ fi
 cp next/alerts.yml alerts.yml.tmp && mv -f alerts.yml.tmp alerts.yml
 cp next/prometheus.yml prometheus.yml.tmp && mv -f prometheus.yml.tmp prometheus.yml
 rm -rf next
-wget -q -O /dev/null --post-data='' "http://127.0.0.1:${CARECIRCLE_PROMETHEUS_PORT:-9090}/-/reload"
+url="http://127.0.0.1:${CARECIRCLE_PROMETHEUS_PORT:-9090}"
+# Right after the container is created Prometheus may not listen yet: wait (bounded) before reloading.
+tries=0
+until wget -q -O /dev/null "$url/-/ready" 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 120 ]; then
+        echo "carecircle prometheus: not ready after 60 s; the new configuration is in place for its next start" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
+# 500 (wget fails) when Prometheus cannot load the files.
+wget -q -O /dev/null --post-data='' "$url/-/reload"
 echo "carecircle prometheus: configuration applied and reloaded"

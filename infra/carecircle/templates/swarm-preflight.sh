@@ -1,7 +1,7 @@
 # Checks what a swarm stack assumes of its cluster before anything is declared on it, and says what
-# is wrong: docker:host is a swarm manager; every edge host and the monitoring host is a node of that
+# is wrong: docker:host is a swarm manager; every edge host and every monitoring host is a node of that
 # swarm with its label; some node takes the apps. Run by pulumi-command with DOCKER_HOST = docker:host:
-#   sh -c "<this script>" preflight MONITORING_HOST|- EDGE_HOST...
+#   sh -c "<this script>" preflight edge=EDGE_HOST... monitoring=MONITORING_HOST...
 set -eu
 fail() { echo "carecircle preflight: $*" >&2; exit 1; }
 manager="${DOCKER_HOST:-the local engine}"
@@ -19,16 +19,15 @@ labelled() {  # node $1 has label $2=true
     [ "$(docker node inspect --format "{{index .Spec.Labels \"$2\"}}" "$1")" = "true" ]
 }
 
-monitoring="$1"
-shift
-for edge in "$@"; do
-    id=$(node_of "$edge")
-    labelled "$id" carecircle.edge || fail "$edge is not labelled carecircle.edge=true: docker node update --label-add carecircle.edge=true $id"
+edges=0
+monitoring=0
+for arg in "$@"; do
+    role="${arg%%=*}"
+    host="${arg#*=}"
+    id=$(node_of "$host")
+    labelled "$id" "carecircle.$role" || fail "$host is not labelled carecircle.$role=true: docker node update --label-add carecircle.$role=true $id"
+    case "$role" in edge) edges=$((edges + 1)) ;; *) monitoring=$((monitoring + 1)) ;; esac
 done
-if [ "$monitoring" != "-" ]; then
-    id=$(node_of "$monitoring")
-    labelled "$id" carecircle.monitoring || fail "$monitoring is not labelled carecircle.monitoring=true: docker node update --label-add carecircle.monitoring=true $id"
-fi
 # Node labels are read from each node's spec: `docker node ls --filter node.label=` needs Docker 23 (API 1.42)
 # and older engines ignore it, counting every node.
 apps=0
@@ -38,4 +37,4 @@ for id in $(docker node ls -q); do
     fi
 done
 [ "$apps" -gt 0 ] || fail "no active, ready node is labelled carecircle.apps=true: the api and workers would stay pending (docs/scaling.md)"
-echo "carecircle preflight: $manager manages cluster $cluster; $# edge node(s), $apps app node(s) checked"
+echo "carecircle preflight: $manager manages cluster $cluster; $edges edge node(s), $monitoring monitoring node(s), $apps app node(s) checked"

@@ -65,6 +65,7 @@ FIELDS = {
     "name": to("@name", string),
     "image": to("Image", string),
     "command": to("Cmd", string_list),
+    "entrypoints": to("Entrypoint", string_list),
     "envs": to("Env", string_list),
     "labels": to("Labels", labels),
     "healthcheck.tests": to("Healthcheck.Test", string_list),
