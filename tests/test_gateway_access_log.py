@@ -93,7 +93,9 @@ def test_lines_stay_whole_and_timely_on_a_pipe_with_concurrent_workers(tmp_path)
     paths = [e["path"] for e in entries]
     assert len(entries) == THREADS * REQUESTS + 1
     assert len(set(paths)) == len(paths) and {e["status"] for e in entries} == {404}
-    assert lone_delay < 1.5, lone_delay
+    # The flush timer writes it about 1 s later (more on a loaded machine); a buffer that waits to fill
+    # never writes a lone line, which the 5 s wait above then reaches.
+    assert lone_delay < 4, lone_delay
 
 
 def test_a_line_never_outgrows_the_buffer(tmp_path):
