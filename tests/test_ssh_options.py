@@ -167,7 +167,7 @@ def test_every_node_provider_the_program_declares_gets_the_stacks_ssh_flags():
     flags = ["-o", "ServerAliveInterval=30", "-i", "/home/deploy/.ssh/carecircle"]
     prod = evaluate_stack("prod", overrides={"docker:sshOpts": json.dumps(flags)})
     providers = prod.of_type(PROVIDER)
-    assert {p.name for p in providers} == {"edge-node-1", "edge-node-2", "monitoring-node"}
+    assert {p.name for p in providers} == {"edge-node-1", "edge-node-2", "monitoring-node-1", "monitoring-node-2"}
     for provider in providers:
         assert json.loads(provider.inputs["sshOpts"]) == flags  # (a provider's inputs reach the engine as JSON text)
     assert all("sshOpts" not in p.inputs for p in evaluate_stack("prod").of_type(PROVIDER))
