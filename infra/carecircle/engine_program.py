@@ -24,7 +24,16 @@ from .components.monitoring import (
     redis_exporter_health,
 )
 from .components.network import Networks, NetworksArgs
-from .declarations import container_runtime, gateway_args, gateway_bundle_output, gateway_url, secret_output, stack_labels, tracing_env
+from .declarations import (
+    container_runtime,
+    gateway_args,
+    gateway_bundle_output,
+    gateway_certificate,
+    gateway_url,
+    secret_output,
+    stack_labels,
+    tracing_env,
+)
 from .monitoring import prometheus_bundle, stub_status_url
 from .settings import COLORS, Settings
 
@@ -172,9 +181,11 @@ def upstreams(settings: Settings) -> dict[str, list[str]]:
 
 
 def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks, apps: Apps) -> Gateway:
-    return Gateway("gateway", gateway_args(
-        settings, runtime, container_name=settings.docker_name("gateway"), edge_network=networks.edge.name,
-        bundle=gateway_bundle_output(settings, upstreams(settings)), docker_host=settings.docker_host, upstreams_ready=apps.api_containers))
+    gateway = Gateway("gateway", gateway_args(
+        settings, runtime, container_name=settings.docker_name("gateway"), edge_network=networks.edge.name, docker_host=settings.docker_host))
+    # Applied only once the api containers exist and are healthy (wait=True).
+    gateway.apply(gateway_bundle_output(settings, upstreams(settings), gateway_certificate(settings, [gateway])), apps.api_containers)
+    return gateway
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: Networks, data: DataServices,

@@ -23,6 +23,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from .components.certificate import ACME_CERTIFICATE_TYPE, OFFLINE_CERTIFICATE, OFFLINE_PRIVATE_KEY
 from .provider_semantics import AUTONAMED, replaces
 from .settings import ConfigError
 from .stackfiles import REPO_ROOT, load_stack_config
@@ -120,10 +121,12 @@ def _fake_value(name: str, length: int) -> str:
 class EngineLikeMocks(pulumi.runtime.Mocks):
     """Resource outputs as the engine would return them, for the resources this program uses."""
 
-    def __init__(self, evaluation: Optional["Evaluation"] = None):
+    def __init__(self, evaluation: Optional["Evaluation"] = None, resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None):
         self.evaluation = evaluation
         # (type, name) -> the resource's ignore_changes paths (filled by RecordingMonitor before each registration)
         self.ignored: dict[tuple[str, str], tuple[str, ...]] = {}
+        # Outputs a real provider returned, by resource name (a test that ran it, as the engine does).
+        self.resource_outputs = resource_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
@@ -144,6 +147,13 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
                 self.evaluation.secret_values.add(value)
         elif args.typ == "docker:index/image:Image":
             state["repoDigest"] = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
+        elif args.typ == ACME_CERTIFICATE_TYPE:
+            outputs = self.resource_outputs.get(args.name) or {
+                "certificate": OFFLINE_CERTIFICATE, "private_key": OFFLINE_PRIVATE_KEY, "not_before": "", "not_after": ""}
+            # additional_secret_outputs: the engine makes the key a secret.
+            state.update({**outputs, "private_key": pulumi.Output.secret(outputs["private_key"])})
+            if self.evaluation is not None:
+                self.evaluation.secret_values.add(outputs["private_key"])
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -204,8 +214,10 @@ def evaluate_config(
     config: Mapping[str, str],
     secret_keys: set[str],
     program: Optional[Callable[[], None]] = None,
+    resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Evaluation:
-    """Run `program` (default: the CareCircle program) under mocks with this config."""
+    """Run `program` (default: the CareCircle program) under mocks with this config; `resource_outputs`
+    (by resource name) are what real providers returned for resources the mocks cannot make up."""
     if program is None:
         from .program import declare_stack as program
 
@@ -218,7 +230,7 @@ def evaluate_config(
     loop.set_default_executor(pool)
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys))
-    mocks = EngineLikeMocks(evaluation)
+    mocks = EngineLikeMocks(evaluation, resource_outputs)
     monitor = RecordingMonitor(mocks, evaluation)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     # set_mocks keeps the previous run's root stack (pulumi#8280); each evaluation gets its own.
@@ -265,9 +277,10 @@ def evaluate_stack(
     root: Path = REPO_ROOT,
     overrides: Optional[Mapping[str, Any]] = None,
     secrets: Optional[Mapping[str, str]] = None,
+    resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Evaluation:
     """Evaluate a stack from its files, changed as stack_config says."""
-    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets))
+    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets), resource_outputs=resource_outputs)
 
 
 def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None):

@@ -23,6 +23,7 @@ from .declarations import (
     container_runtime,
     gateway_args,
     gateway_bundle_output,
+    gateway_certificate,
     gateway_url,
     secret_output,
     stack_labels,
@@ -140,14 +141,17 @@ def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: Ov
                      providers: list[docker.Provider]) -> list[Gateway]:
     """A gateway container on each edge node, reloaded in place as in engine mode (no Swarm config,
     which would restart it): its upstreams are the pools' tasks by DNS name."""
-    names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
-    bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)))
-    return [Gateway(f"gateway-{index}", gateway_args(
-        settings, runtime, container_name=settings.docker_name("gateway", str(index)), edge_network=networks.edge.name,
-        bundle=bundle, docker_host=host,
-        # Switched only once every pool it names rolled out completely.
-        upstreams_ready=[pool.rollout for pool in pools.values()],
+    gateways = [Gateway(f"gateway-{index}", gateway_args(
+        settings, runtime, container_name=settings.docker_name("gateway", str(index)), edge_network=networks.edge.name, docker_host=host,
     ), pulumi.ResourceOptions(providers=[provider])) for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1)]
+    names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
+    # acme: one certificate, its challenges answered by every edge's gateway.
+    bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)),
+                                   gateway_certificate(settings, gateways))
+    for gateway in gateways:
+        # Switched only once every pool it names rolled out completely.
+        gateway.apply(bundle, [pool.rollout for pool in pools.values()])
+    return gateways
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],

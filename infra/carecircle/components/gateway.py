@@ -1,8 +1,10 @@
 """The nginx gateway: the only container that publishes ports in staging and prod.
 
 The container is created once with a constant bootstrap configuration. The stack's configuration
-(routes, active pool, limits, CORS, certificates) is applied to the running container by a
-pulumi-command resource that pipes a bundle into `docker exec ... sh -c <gateway-apply.sh>`:
+(routes, active pool, limits, CORS, certificates) is applied to the running container (`apply`, once
+the program has the bundle: in gatewayTls acme mode the certificate is obtained after every gateway
+container exists) by a pulumi-command resource that pipes a bundle into
+`docker exec ... sh -c <gateway-apply.sh>`:
 `nginx -t`, swap, graceful reload. Changing the configuration therefore updates that command, never
 the container: no replacement, no restart, no dropped connection. The docker CLI reaches the same
 engine as the provider (DOCKER_HOST = docker:host, ssh:// included).
@@ -31,8 +33,6 @@ class GatewayArgs:
     container_name: str
     image: str
     edge_network: pulumi.Input[str]
-    # The base64 tar gateway-apply.sh takes (secret when it holds a private key).
-    bundle: pulumi.Input[str]
     bind_address: str
     http_port: int
     https_port: Optional[int]  # None: TLS off
@@ -40,9 +40,6 @@ class GatewayArgs:
     tls_host_paths: Optional[TlsHostPaths]
     runtime: ContainerRuntime
     docker_host: Optional[str]
-    # Applied only once these exist (containers created with wait=True: healthy; swarm rollout gates:
-    # rolled out): a switch in the same `pulumi up` as a new pool never routes to replicas still starting.
-    upstreams_ready: Sequence[pulumi.Resource]
     listen: GatewayPorts = GatewayPorts()
     paths: NginxPaths = NginxPaths()
 
@@ -53,6 +50,7 @@ class Gateway(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:gateway:Gateway", name, None, opts)
+        self._name = name
         volumes = None
         if args.tls_host_paths is not None:
             volumes = [
@@ -84,9 +82,15 @@ class Gateway(pulumi.ComponentResource):
             **args.runtime.container_kwargs("gateway"),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.config = apply_in_container(
-            f"{name}-config", self.container, args.container_name, APPLY_SCRIPT, args.bundle, args.docker_host,
-            # Applied only once the api containers exist and are healthy (wait=True).
-            depends_on=args.upstreams_ready, parent=self,
-        )
+        self.args = args
         self.register_outputs({"container": self.container.name})
+
+    def apply(self, bundle: pulumi.Input[str], upstreams_ready: Sequence[pulumi.Resource]) -> None:
+        """Apply the configuration `bundle` (the base64 tar gateway-apply.sh takes; secret when it holds
+        a private key) once `upstreams_ready` exist (containers created with wait=True: healthy; swarm
+        rollout gates: rolled out): a switch in the same `pulumi up` as a new pool never routes to
+        replicas still starting."""
+        self.config = apply_in_container(
+            f"{self._name}-config", self.container, self.args.container_name, APPLY_SCRIPT, bundle, self.args.docker_host,
+            depends_on=upstreams_ready, parent=self,
+        )
