@@ -60,15 +60,17 @@ class AcmeError(Exception):
 
 @dataclass(frozen=True)
 class GatewayShell:
-    """How to run a shell inside one gateway: the command prefix (`docker exec -i <container>`) and
-    the environment it needs (DOCKER_HOST of that edge node)."""
+    """How to run a shell inside one gateway: the command prefix (`docker exec -i <container>`), the
+    environment it needs (DOCKER_HOST of that edge node), and the configuration it answers challenges
+    with while it is still on its bootstrap (rendering.render_challenge_responder_conf)."""
 
     command: tuple[str, ...]
     environment: Mapping[str, str]
+    responder: str
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> "GatewayShell":
-        return cls(tuple(props["command"]), dict(props.get("environment") or {}))
+        return cls(tuple(props["command"]), dict(props.get("environment") or {}), props["challenge_responder"])
 
     def run(self, action: str, bundle: str = "") -> None:
         argv = [*self.command, "sh", "-c", CHALLENGE_SCRIPT, "gateway-challenge", action]
@@ -131,7 +133,7 @@ class Issued:
 
 
 def obtain(directory: str, names: Sequence[str], email: str, account_key_pem: str, gateways: Sequence[GatewayShell],
-           responder_conf: str, order_seconds: int = ORDER_SECONDS) -> Issued:
+           order_seconds: int = ORDER_SECONDS) -> Issued:
     """One ACME order for `names`, its HTTP-01 challenges answered by every gateway."""
     jwk, alg = _account(account_key_pem)
     net = client.ClientNetwork(jwk, alg=alg, user_agent=USER_AGENT)
@@ -156,10 +158,9 @@ def obtain(directory: str, names: Sequence[str], email: str, account_key_pem: st
             tokens[http01.chall.encode("token")] = key_authorization
             answers.append((http01, response))
         if tokens:
-            bundle = token_bundle(tokens, responder_conf)
             published = True
             for gateway in gateways:
-                gateway.run("publish", bundle)
+                gateway.run("publish", token_bundle(tokens, gateway.responder))
         for http01, response in answers:
             acme.answer_challenge(http01, response)
         finalized = acme.poll_and_finalize(order, datetime.datetime.now() + datetime.timedelta(seconds=order_seconds))
@@ -216,7 +217,7 @@ class AcmeCertificateProvider(pulumi.dynamic.ResourceProvider):
     def _obtain(props: dict[str, Any], current: Optional[dict[str, Any]]) -> dict[str, Any]:
         try:
             issued = obtain(props["directory"], props["names"], props["email"], props["account_key"],
-                            [GatewayShell.from_props(g) for g in props["gateways"]], props["challenge_responder"])
+                            [GatewayShell.from_props(g) for g in props["gateways"]])
         except AcmeError as error:
             serving = (f"the gateways keep serving the current certificate (expires {current['not_after']}); "
                        if current and current.get("not_after") else "")

@@ -59,8 +59,7 @@ def gateway_certificate(settings: Settings, gateways: Sequence[Gateway]) -> Opti
         email=settings.gateway_acme_email,  # type: ignore[arg-type]
         account_key=secret_output(settings.gateway_acme_account_key),  # type: ignore[arg-type]
         renewal_margin_days=settings.gateway_acme_renewal_margin_days,
-        gateways=[GatewayTarget(g.args.container_name, g.args.docker_host) for g in gateways],
-        challenge_responder=render_challenge_responder_conf(settings),
+        gateways=[GatewayTarget(g.args.container_name, g.args.docker_host, render_challenge_responder_conf(settings)) for g in gateways],
         containers=[g.container for g in gateways],
     ))
 

@@ -20,10 +20,13 @@ class GatewayTarget:
 
     container_name: str
     docker_host: Optional[str]
+    # What it answers challenges with while still on its bootstrap configuration.
+    challenge_responder: str
 
     def shell(self) -> dict:
         return {"command": ["docker", "exec", "-i", self.container_name],
-                "environment": {"DOCKER_HOST": self.docker_host} if self.docker_host else {}}
+                "environment": {"DOCKER_HOST": self.docker_host} if self.docker_host else {},
+                "challenge_responder": self.challenge_responder}
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,6 @@ class GatewayCertificateArgs:
     account_key: pulumi.Input[str]  # a secret
     renewal_margin_days: int
     gateways: Sequence[GatewayTarget]
-    # What a gateway still on its bootstrap configuration runs while the CA validates.
-    challenge_responder: str
     # The gateway containers: they exist (and run) before an order's challenges are published.
     containers: Sequence[docker.Container]
 
@@ -70,7 +71,6 @@ class GatewayCertificate(pulumi.ComponentResource):
             "account_key": args.account_key,
             "renewal_margin_days": args.renewal_margin_days,
             "gateways": [gateway.shell() for gateway in args.gateways],
-            "challenge_responder": args.challenge_responder,
         }, pulumi.ResourceOptions(parent=self, depends_on=list(args.containers), additional_secret_outputs=["private_key"]))
         self.certificate = acme.certificate
         self.private_key = pulumi.Output.secret(acme.private_key)
