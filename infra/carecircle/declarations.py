@@ -64,6 +64,12 @@ def gateway_certificate(settings: Settings, gateways: Sequence[Gateway]) -> Opti
     ))
 
 
+def certificate_outputs(certificate: Optional[GatewayCertificate]) -> dict[str, Any]:
+    """acme: when the certificate the gateways serve expires (not secret), for auditors and the
+    renewal workflow."""
+    return {"gatewayCertificateExpiry": certificate.not_after} if certificate is not None else {}
+
+
 def gateway_bundle_output(settings: Settings, upstream_map: pulumi.Input[Mapping[str, Any]],
                           certificate: Optional[GatewayCertificate] = None) -> pulumi.Output[str]:
     """The gateway configuration bundle for these upstreams; a certificate's key (PEM config, or

@@ -12,6 +12,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from .components.app_service import AppService, AppServiceArgs, api_health_test, workers_health_test
+from .components.certificate import GatewayCertificate
 from .components.common import ContainerRuntime
 from .components.data_service import DataService, DataServiceArgs, postgres_kind, rabbitmq_kind, redis_kind
 from .components.gateway import Gateway
@@ -25,6 +26,7 @@ from .components.monitoring import (
 )
 from .components.network import Networks, NetworksArgs
 from .declarations import (
+    certificate_outputs,
     container_runtime,
     gateway_args,
     gateway_bundle_output,
@@ -180,12 +182,15 @@ def upstreams(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks, apps: Apps) -> Gateway:
+def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks,
+                    apps: Apps) -> tuple[Gateway, Optional[GatewayCertificate]]:
+    """The gateway and (gatewayTls acme) its certificate."""
     gateway = Gateway("gateway", gateway_args(
         settings, runtime, container_name=settings.docker_name("gateway"), edge_network=networks.edge.name, docker_host=settings.docker_host))
+    certificate = gateway_certificate(settings, [gateway])
     # Applied only once the api containers exist and are healthy (wait=True).
-    gateway.apply(gateway_bundle_output(settings, upstreams(settings), gateway_certificate(settings, [gateway])), apps.api_containers)
-    return gateway
+    gateway.apply(gateway_bundle_output(settings, upstreams(settings), certificate), apps.api_containers)
+    return gateway, certificate
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: Networks, data: DataServices,
@@ -241,11 +246,12 @@ def declare_engine(settings: Settings) -> dict[str, Any]:
     networks = declare_networks(settings)
     data = declare_data_services(settings, runtime, networks)
     apps = declare_apps(settings, runtime, networks, data)
-    gateway = declare_gateway(settings, runtime, networks, apps)
+    gateway, certificate = declare_gateway(settings, runtime, networks, apps)
     monitoring = declare_monitoring(settings, runtime, networks, data, gateway) if settings.monitoring_enabled else None
     monitoring_containers = [*monitoring.exporters, monitoring.prometheus] if monitoring else []
     return {
         "gatewayUrl": gateway_url(settings),
+        **certificate_outputs(certificate),
         "containers": [c.name for c in [*data.containers, *apps.api_containers, *apps.workers.containers, gateway.container, *monitoring_containers]],
         "activeColor": settings.api_active_color,
         "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],

@@ -12,6 +12,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from .components.app_service import api_health_test, workers_health_test
+from .components.certificate import GatewayCertificate
 from .components.common import ContainerRuntime
 from .components.gateway import Gateway
 from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, nginx_exporter_health
@@ -20,6 +21,7 @@ from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
 from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
 from .components.swarm_service import Resources, Rollout, SecretFile, SwarmService, SwarmServiceArgs
 from .declarations import (
+    certificate_outputs,
     container_runtime,
     gateway_args,
     gateway_bundle_output,
@@ -138,7 +140,7 @@ def swarm_upstreams(settings: Settings, services: Mapping[str, str]) -> dict[str
 
 
 def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
-                     providers: list[docker.Provider]) -> list[Gateway]:
+                     providers: list[docker.Provider]) -> tuple[list[Gateway], Optional[GatewayCertificate]]:
     """A gateway container on each edge node, reloaded in place as in engine mode (no Swarm config,
     which would restart it): its upstreams are the pools' tasks by DNS name."""
     gateways = [Gateway(f"gateway-{index}", gateway_args(
@@ -146,12 +148,12 @@ def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: Ov
     ), pulumi.ResourceOptions(providers=[provider])) for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1)]
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
     # acme: one certificate, its challenges answered by every edge's gateway.
-    bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)),
-                                   gateway_certificate(settings, gateways))
+    certificate = gateway_certificate(settings, gateways)
+    bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)), certificate)
     for gateway in gateways:
         # Switched only once every pool it names rolled out completely.
         gateway.apply(bundle, [pool.rollout for pool in pools.values()])
-    return gateways
+    return gateways, certificate
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
@@ -196,10 +198,11 @@ def declare_swarm(settings: Settings) -> dict[str, Any]:
     pools, workers = declare_apps(settings, networks, secrets)
     runtime = container_runtime(settings)
     edge_providers = [docker.Provider(f"edge-node-{index}", host=host) for index, host in enumerate(settings.swarm_edge_hosts, 1)]
-    gateways = declare_gateways(settings, runtime, networks, pools, edge_providers)
+    gateways, certificate = declare_gateways(settings, runtime, networks, pools, edge_providers)
     monitoring = declare_monitoring(settings, runtime, networks, pools, gateways, edge_providers) if settings.monitoring_enabled else None
     return {
         "gatewayUrl": gateway_url(settings),
+        **certificate_outputs(certificate),
         "activeColor": settings.api_active_color,
         "services": [s.service.name for s in [*pools.values(), *([workers] if workers else [])]],
         "containers": [c.name for c in [*(g.container for g in gateways), *(monitoring.exporters if monitoring else []),
