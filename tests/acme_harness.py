@@ -43,6 +43,26 @@ GATEWAY_OVERRIDES = {"carecircle:gatewayLoadBalancers": ["127.0.0.0/8"], "careci
                      "carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"], "carecircle:gatewayServerName": SERVER_NAME}
 
 
+# A stack switched to gatewayTls acme (the account key is a secret: ACME_SECRETS).
+ACME_CONFIG = {"carecircle:gatewayTls": "acme", "carecircle:gatewayAcmeEmail": EMAIL, "carecircle:gatewayTlsCertificate": None,
+               "carecircle:gatewayTlsKey": None, "carecircle:gatewayTlsCertificatePath": None, "carecircle:gatewayTlsKeyPath": None}
+ACME_SECRETS = {"carecircle:gatewayAcmeAccountKey": "-----BEGIN PRIVATE KEY-----\nYWNjb3VudA==\n-----END PRIVATE KEY-----\n"}
+
+
+def acme_settings(stack: str, overrides: Optional[dict] = None) -> Settings:
+    from carecircle.offline import stack_config
+    from carecircle.settings import parse_settings
+
+    _, config, secret_keys = stack_config(stack, overrides={**ACME_CONFIG, **(overrides or {})}, secrets=ACME_SECRETS)
+    return parse_settings(stack, config, secret_keys)
+
+
+def acme_evaluation(stack: str, overrides: Optional[dict] = None, resource_outputs: Optional[dict] = None):
+    from carecircle.offline import evaluate_stack
+
+    return evaluate_stack(stack, overrides={**ACME_CONFIG, **(overrides or {})}, secrets=ACME_SECRETS, resource_outputs=resource_outputs)
+
+
 def account_key(directory: Path) -> str:
     path = directory / "account.pem"
     subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)],

@@ -20,6 +20,7 @@ from .components.monitoring import (
     ExporterSpec,
     Monitoring,
     MonitoringArgs,
+    blackbox_exporter,
     nginx_exporter_health,
     postgres_exporter_health,
     redis_exporter_health,
@@ -204,6 +205,8 @@ def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: 
         command=[f"--nginx.scrape-uri={stub_status_url(settings)}"],
         health_test=nginx_exporter_health(),
     )]
+    # On the edge network to reach the gateway's HTTPS listener, on the backend one for Prometheus.
+    exporters += filter(None, [blackbox_exporter(settings, [networks.edge.name, networks.backend.name])])
     if "postgres" in data.services:
         exporters.append(ExporterSpec(
             key="postgres-exporter",

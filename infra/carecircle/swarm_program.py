@@ -15,7 +15,7 @@ from .components.app_service import api_health_test, workers_health_test
 from .components.certificate import GatewayCertificate
 from .components.common import ContainerRuntime
 from .components.gateway import Gateway
-from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, nginx_exporter_health
+from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, blackbox_exporter, nginx_exporter_health
 from .components.overlay_network import OverlayNetworks, OverlayNetworksArgs
 from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
 from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
@@ -169,6 +169,8 @@ def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: 
         health_test=nginx_exporter_health(),
         provider=edge_provider,
     ) for index, (name, edge_provider) in enumerate(zip(nginx_exporter_names(settings), edge_providers, strict=True), 1)]
+    # On the monitoring node, so each edge's certificate is read from another host.
+    exporters += filter(None, [blackbox_exporter(settings, [networks.edge.name, networks.backend.name])])
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
     return Monitoring("monitoring", MonitoringArgs(
         prometheus_name=settings.docker_name("prometheus"),
