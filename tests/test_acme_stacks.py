@@ -9,7 +9,7 @@ import pytest
 
 from acme_harness import ACME_CONFIG, ACME_SECRETS, acme_evaluation, acme_settings
 from carecircle.components.certificate import ACME_CERTIFICATE_TYPE
-from carecircle.offline import evaluate_stack
+from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.rendering import render_bootstrap_conf, render_challenge_responder_conf
 from carecircle.settings import ConfigError
 from carecircle.settings.gateway import LETS_ENCRYPT, LETS_ENCRYPT_STAGING
@@ -117,3 +117,22 @@ def test_pem_and_host_path_modes_declare_no_certificate_and_keep_their_files():
     assert [v["containerPath"] for v in gateway.inputs["volumes"]] == ["/etc/nginx/tls/fullchain.pem", "/etc/nginx/tls/privkey.pem"]
     dev = on_engine("dev")
     assert not dev.of_type(ACME_CERTIFICATE_TYPE)
+
+
+def test_the_report_shows_mode_directory_names_margin_and_the_current_expiry_when_known():
+    from carecircle.audit import report
+
+    outputs = {"certificate": "-----BEGIN CERTIFICATE-----\ncmVhbA==\n-----END CERTIFICATE-----\n",
+               "private_key": "-----BEGIN PRIVATE KEY-----\ncmVhbA==\n-----END PRIVATE KEY-----\n",
+               "not_before": "2026-12-01T00:00:00+00:00", "not_after": "2027-03-01T00:00:00+00:00"}
+    offline = report.markdown(report.build(acme_evaluation("prod"), acme_settings("prod")))
+    assert ("- Certificate (ACME): directory `https://acme-v02.api.letsencrypt.org/directory`, names `api.carecircle.example`, "
+            "renewed by the first `pulumi up` within 30 days of expiry; alert below 14 days left; "
+            "current one expires: known after `pulumi up`: `pulumi stack output gatewayCertificateExpiry`") in offline
+    assert "certificate from acme" in offline
+    assert "| gateway-certificate-acme.private_key | made where `pulumi up` runs" in offline
+    assert "`gateway-1-config.stdin`, `gateway-2-config.stdin`" in offline
+    known = report.markdown(report.build(acme_evaluation("prod", resource_outputs={"gateway-certificate-acme": outputs}), acme_settings("prod")))
+    assert "current one expires: 2027-03-01T00:00:00+00:00" in known and "cmVhbA" not in known
+    pem = report.markdown(report.build(evaluate_stack("prod"), stack_settings("prod")))
+    assert "Certificate (ACME)" not in pem and "certificate from stack secrets (PEM)" in pem
