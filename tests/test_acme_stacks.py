@@ -35,6 +35,7 @@ def test_acme_mode_declares_one_certificate_answered_by_every_gateway(stack, dir
     assert cert.inputs["directory"] == directory and cert.inputs["names"] == [settings.gateway_server_name]
     assert cert.inputs["renewal_margin_days"] == 30 and cert.inputs["email"] == "ops@carecircle.example"
     assert "account_key" in cert.secret_inputs
+    assert cert.additional_secret_outputs == ("private_key",)  # the engine encrypts the issued key in the state
     hosts = settings.swarm_edge_hosts if settings.platform == "swarm" else [settings.docker_host]
     assert cert.inputs["gateways"] == [
         {"command": ["docker", "exec", "-i", name], "environment": {"DOCKER_HOST": host} if host else {},

@@ -47,6 +47,8 @@ class DeclaredResource:
     # The name Pulumi generated because the program gave none (<logical name>-<7 hex>); "" otherwise.
     autoname: str = ""
     id: str = ""  # the id the engine (here, the mocks) gave it
+    # Outputs the engine makes secret whatever the provider returns (additional_secret_outputs).
+    additional_secret_outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -198,6 +200,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=tuple(request.ignoreChanges),
                 autoname=outputs.get("name", "") if request.type in AUTONAMED and "name" not in inputs else "",
                 id=response.id,
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
             ))
         return response
 
