@@ -89,7 +89,7 @@ def test_the_expiry_alert_fires_below_the_configured_days_and_not_before(tmp_pat
                          {"series": f'probe_success{{job="gateway-certificate",instance="{instance}"}}', "values": "1x12240 0x4000"}],
         "alert_rule_test": [
             {"eval_time": "9d", "alertname": "GatewayCertificateExpiresSoon", "exp_alerts": []},  # 11 days left
-            {"eval_time": "10d12h", "alertname": "GatewayCertificateExpiresSoon", "exp_alerts": [fired(instance, 10, "9.5")]},
+            {"eval_time": "11d", "alertname": "GatewayCertificateExpiresSoon", "exp_alerts": [fired(instance, 10, "9")]},
             {"eval_time": "8d", "alertname": "GatewayCertificateUnreadable", "exp_alerts": []},
             {"eval_time": "9d", "alertname": "GatewayCertificateUnreadable", "exp_alerts": [{
                 "exp_labels": {"severity": "critical", "job": "gateway-certificate", "instance": instance},

@@ -18,7 +18,7 @@ def test_offline_prints_each_resource_and_the_outputs():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     containers = [line for line in lines if line.startswith("docker:index/container:Container")]
-    assert len(containers) == 5  # a gateway and an nginx exporter on each of 2 edge nodes, prometheus
+    assert len(containers) == 6  # a gateway and an nginx exporter on each of 2 edge nodes, prometheus, the blackbox exporter
     services = [line for line in lines if line.startswith("docker:index/service:Service")]
     assert len(services) == 2  # the blue pool and the workers
     assert len([line for line in lines if line.startswith("docker:index/secret:Secret") and "secret inputs: data" in line]) == 4

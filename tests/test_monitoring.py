@@ -41,7 +41,8 @@ def test_staging_and_prod_monitor_api_and_nginx(engine_stacks, stack):
     files = bundle_files(evaluation.get(COMMAND, "monitoring-config").inputs["stdin"])
     config = yaml.safe_load(files["prometheus.yml"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "api", "nginx"}  # managed data services are not scraped here
+    # Managed data services are not scraped here; the certificate each gateway serves is probed.
+    assert set(jobs) == {"prometheus", "api", "nginx", "gateway-certificate"}
     api_targets = jobs["api"]["static_configs"][0]["targets"]
     assert api_targets == [f"carecircle-{stack}-api-blue-{i}:3000" for i in range(1, 4 if stack == "prod" else 3)]
     gateway_ports = [p["internal"] for p in container(evaluation, f"carecircle-{stack}-gateway").inputs["ports"]]
@@ -83,7 +84,8 @@ def test_every_stack_passes_promtool_check(tmp_path, stack):
     config = subprocess.run([PROMTOOL, "check", "config", "prometheus.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert config.returncode == 0, config.stdout + config.stderr
     rules = subprocess.run([PROMTOOL, "check", "rules", "alerts.yml"], cwd=tmp_path, capture_output=True, text=True)
-    assert rules.returncode == 0 and "SUCCESS: 6 rules found" in rules.stdout, rules.stdout + rules.stderr
+    count = 6 if stack == "dev" else 8  # TLS stacks: the two certificate alerts
+    assert rules.returncode == 0 and f"SUCCESS: {count} rules found" in rules.stdout, rules.stdout + rules.stderr
 
 
 def fired(labels, summary, description):
@@ -184,10 +186,11 @@ def test_config_and_rules_are_applied_in_place_and_a_bad_one_is_refused(tmp_path
         applied = apply_prometheus_bundle(conf, port, prometheus_bundle(stack_settings("prod")))
         assert applied.returncode == 0, applied.stderr
         assert rules_loaded(port) == sorted(["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage",
-                                             "TargetDown", "QueueWithoutConsumers"])
+                                             "TargetDown", "QueueWithoutConsumers", "GatewayCertificateExpiresSoon",
+                                             "GatewayCertificateUnreadable"])
         from carecircle.rendering import tar_bundle
         broken = tar_bundle({"prometheus.yml": render_prometheus_config(stack_settings("prod")),
                              "alerts.yml": "groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: rate(\n"}, mode=0o644)
         refused = apply_prometheus_bundle(conf, port, broken)
         assert refused.returncode == 1 and "still using the previous one" in refused.stderr
-        assert len(rules_loaded(port)) == 6  # the running rules are untouched
+        assert len(rules_loaded(port)) == 8  # the running rules are untouched

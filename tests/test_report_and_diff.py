@@ -29,7 +29,7 @@ def prod_report():
 
 def test_report_lists_each_service_with_its_exposure_and_operability(prod_report):
     services = prod_report["services"]
-    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus"}
+    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus", "blackbox-exporter"}
     api = services["api-blue"]
     assert api["replicas"] == 3 and api["image"].startswith("ghcr.io/carecircle/api:1.0.0@sha256:")
     assert api["ports"] == [] and api["limits"] == {"memory_mb": 1024, "cpus": "1.0"}
@@ -207,11 +207,12 @@ def test_diff_against_a_git_revision(two_revisions):
 def test_report_lists_what_is_monitored_and_alerted(prod_report):
     monitoring = prod_report["monitoring"]
     assert monitoring["enabled"] and monitoring["retention"] == "30d"
-    assert {t["job"] for t in monitoring["targets"]} == {"api", "nginx"}
+    assert {t["job"] for t in monitoring["targets"]} == {"api", "nginx", "gateway-certificate"}
     # What prod ships today (a change to alerts.yml.j2 must show here, and in docs/environments/)
     assert [(a["alert"], a["for"], a["severity"]) for a in monitoring["alerts"]] == [
         ("HighErrorRate", "5m", "critical"), ("SlowResponses", "5m", "warning"), ("QueueBacklog", "10m", "warning"),
-        ("HighMemoryUsage", "5m", "warning"), ("TargetDown", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical")]
+        ("HighMemoryUsage", "5m", "warning"), ("TargetDown", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical"),
+        ("GatewayCertificateExpiresSoon", "1h", "critical"), ("GatewayCertificateUnreadable", "5m", "critical")]
     alerts = {a["alert"]: a for a in monitoring["alerts"]}
     assert alerts["HighErrorRate"]["summary"] == "More than 5% of api requests fail"
     assert alerts["HighMemoryUsage"]["summary"] == "{{ $labels.instance }} uses more than 80% of its 1024 MB limit"

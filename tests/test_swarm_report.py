@@ -92,6 +92,7 @@ def test_each_container_shows_the_node_it_runs_on(reports):
         expected = {f"carecircle-{stack}-gateway-{i}": host for i, host in enumerate(EDGE[stack], 1)}
         expected |= {f"carecircle-{stack}-nginx-exporter-{i}": host for i, host in enumerate(EDGE[stack], 1)}
         expected[f"carecircle-{stack}-prometheus"] = MONITORING[stack]
+        expected[f"carecircle-{stack}-blackbox-exporter"] = MONITORING[stack]  # reads each edge's certificate from another node
         assert placed == expected
         assert data["volumes"] == [{"name": f"carecircle-{stack}-prometheus-data", "protected": True, "mounted_by": "prometheus",
                                     "node": MONITORING[stack]}]
@@ -225,6 +226,7 @@ def test_prod_diagram_shows_each_edge_nodes_ports_and_preview_exactly(reports):
         ("carecircle_prod_nginx_exporter_1", "carecircle_prod_edge"), ("carecircle_prod_nginx_exporter_1", "carecircle_prod_backend"),
         ("carecircle_prod_nginx_exporter_2", "carecircle_prod_edge"), ("carecircle_prod_nginx_exporter_2", "carecircle_prod_backend"),
         ("carecircle_prod_prometheus", "carecircle_prod_backend"),
+        ("carecircle_prod_blackbox_exporter", "carecircle_prod_edge"), ("carecircle_prod_blackbox_exporter", "carecircle_prod_backend"),
         ("svc_api_blue", "carecircle_prod_edge"), ("svc_api_blue", "carecircle_prod_backend"),
         ("svc_workers", "carecircle_prod_backend"), ("svc_workers", "carecircle_prod_egress"),
     }
