@@ -133,11 +133,13 @@ def trusting(ca: Path) -> Iterator[None]:
 
 @dataclass
 class Balancer:
-    """TCP on 127.0.0.1:`port` to the edges' `backend_port`s, one connection to the next edge in turn
-    (or to `only`), each preceded by a PROXY v1 header with the client's address."""
+    """TCP on 127.0.0.1:`port` to the edges' `backends` (host, port), one connection to the next edge in
+    turn (or to `only`), each preceded by a PROXY v1 header with the client's address when the edges
+    take the PROXY protocol."""
 
     port: int
-    backends: list[int]
+    backends: list[tuple[str, int]]
+    proxy_protocol: bool = True
     only: Optional[int] = None
     connections: list[int] = field(default_factory=list)  # the edge index each connection went to
     _turn: int = 0
@@ -158,10 +160,11 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def balancer(backends: list[int], port: Optional[int] = None) -> Iterator[Balancer]:
-    listener = socket.create_server(("127.0.0.1", port or free_port()))
+def balancer(ports: list[int], hosts: Optional[list[str]] = None, proxy_protocol: bool = True) -> Iterator[Balancer]:
+    """In front of edge i at hosts[i] (127.0.0.1 by default), port ports[i]."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
     listener.settimeout(0.1)
-    state = Balancer(listener.getsockname()[1], backends)
+    state = Balancer(listener.getsockname()[1], list(zip(hosts or ["127.0.0.1"] * len(ports), ports, strict=True)), proxy_protocol)
     stopping = threading.Event()
     open_sockets: list[socket.socket] = []
 
@@ -174,14 +177,15 @@ def balancer(backends: list[int], port: Optional[int] = None) -> Iterator[Balanc
             edge = state.pick()
             state.connections.append(edge)
             try:
-                upstream = socket.create_connection(("127.0.0.1", state.backends[edge]), timeout=5)
+                upstream = socket.create_connection(state.backends[edge], timeout=5)
             except OSError:
                 client.close()
                 continue
             upstream.settimeout(None)
             client.settimeout(None)
             open_sockets.extend((client, upstream))
-            upstream.sendall(f"PROXY TCP4 {address} 127.0.0.1 {client_port} {state.port}\r\n".encode())
+            if state.proxy_protocol:
+                upstream.sendall(f"PROXY TCP4 {address} 127.0.0.1 {client_port} {state.port}\r\n".encode())
             threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
 

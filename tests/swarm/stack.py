@@ -108,6 +108,8 @@ class DeployedStack:
     edges: tuple[str, str] = ("node1", "node2")
     applier: Optional[EngineApplier] = None
     evaluations: list[Evaluation] = field(default_factory=list)
+    # Outputs of resources a real provider made outside the applier (tests/swarm/acme.py), by name.
+    resource_outputs: dict[str, dict] = field(default_factory=dict)
 
     def hosts(self) -> dict[str, str]:
         return {MANAGER_HOST: self.cluster[self.manager].host_url,
@@ -116,7 +118,7 @@ class DeployedStack:
     def evaluate(self, **changes: Any) -> Evaluation:
         """The staging stack with these config changes (keys without the carecircle: namespace)."""
         overrides = {**self.config, **{(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()}}
-        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets)
+        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets, resource_outputs=self.resource_outputs)
 
     def apply(self, evaluation: Optional[Evaluation] = None, **changes: Any):
         """Apply the stack (with these changes, which then stay) as `pulumi up` would."""
