@@ -108,7 +108,7 @@ def test_tls_stacks_probe_every_gateway_from_the_blackbox_exporter(stack):
     exporter = container(evaluation, f"carecircle-{stack}-blackbox-exporter")
     config = yaml.safe_load(render_prometheus_config(stack_settings(stack)))
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "gateway-certificate")
-    gateways = [name for name in evaluation.containers if "-gateway" in name]
+    gateways = sorted(name for name in evaluation.containers if "-gateway" in name)
     assert job["static_configs"][0]["targets"] == [f"{name}:8443" for name in gateways] and gateways
     assert job["relabel_configs"][-1]["replacement"] == f"carecircle-{stack}-blackbox-exporter:9115"
     assert exporter.inputs["uploads"][0]["content"] == render_blackbox_config(stack_settings(stack))
