@@ -80,6 +80,12 @@ def test_acme_switch_then_renewal_under_load_on_both_edges(swarm, site):
     assert set(http.connections) == {0, 1}
     # Renewed in place: the same gateway containers, reloaded.
     assert {c.name: c.id for node in stack.edges for c in swarm[node].client.containers.list() if "-gateway-" in c.name} == gateways
-    assert not load.failed(True) and not load.failed(False), (load.failed(True) + load.failed(False))[:5]
+    # As for every reload (scenario 2's switch): clients that retry a keep-alive connection found closed
+    # once, as browsers do, lose nothing; a client that never retries may see that closed connection
+    # (nginx closes idle keep-alive connections of old workers), never an error answer.
+    assert not load.failed(True), load.failed(True)[:5]
+    stale = [o for o in load.failed(False) if o.status == 0 and o.error.startswith("RemoteDisconnected")]
+    assert stale == load.failed(False), load.failed(False)[:5]
     print("\n[acme on swarm] " + json.dumps({"deploy_seconds": round(deploy_seconds, 1), "switch_to_acme_seconds": round(switch_seconds, 1),
-                                               "renewal_seconds": round(renew_seconds, 1), **load.summary()}, sort_keys=True))
+                                               "renewal_seconds": round(renew_seconds, 1), "non_retrying_closed_idle_connections": len(stale),
+                                               **load.summary()}, sort_keys=True))
