@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import docker.errors
 import pulumi
 import pulumi_docker as dk
 import pytest

@@ -80,6 +80,12 @@ class NginxPaths:
     def active_conf(self) -> str:
         return f"{self.config_dir}/active.conf"
 
+    @property
+    def acme_root(self) -> str:
+        """Served at /.well-known/acme-challenge/ on the HTTP port: ACME HTTP-01 tokens live under it
+        (templates/gateway-challenge.sh writes them)."""
+        return f"{self.config_dir}/acme"
+
 
 @dataclass(frozen=True)
 class Upstream:
@@ -143,7 +149,22 @@ def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) 
 def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
     """What the gateway container starts with, before its configuration is applied: health only.
     It depends on nothing that changes, so it never forces the container to be replaced."""
-    return jinja_templates.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths)
+    return jinja_templates.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths, responder=None)
+
+
+@dataclass(frozen=True)
+class ChallengeResponder:
+    """How a gateway still on its bootstrap configuration answers ACME HTTP-01 challenges."""
+
+    proxy_protocol: bool
+
+
+def render_challenge_responder_conf(settings: Settings, ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
+    """The bootstrap configuration that also answers ACME challenges on the HTTP port (a stack's first
+    certificate is requested before its gateways have a stack configuration, which needs the
+    certificate). gateway-challenge.sh installs it only on a gateway still on its bootstrap."""
+    return jinja_templates.get_template("bootstrap.conf.j2").render(
+        ports=ports, paths=paths, responder=ChallengeResponder(proxy_protocol=bool(settings.gateway_load_balancers)))
 
 
 def render_nginx_conf(
