@@ -135,9 +135,10 @@ class _Echo(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _reply
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _reply
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -257,6 +258,13 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 10) -> 
             return
         assert process.poll() is None and time.monotonic() < deadline, f"{process.args[0]} did not start"
         time.sleep(0.05)
+
+
+def answered_status(answer: bytes) -> Union[int, str]:
+    """The status of a raw HTTP/1.x answer, or "closed" when nginx sent nothing."""
+    if not answer:
+        return "closed"
+    return int(answer.split(b" ", 2)[1])
 
 
 def joined_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
