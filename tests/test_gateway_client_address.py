@@ -125,3 +125,30 @@ def test_health_and_apply_never_use_a_proxy_protocol_listener(tmp_path, stacks):
         assert second.returncode == 0, second.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{gateway.ports.status}/_gateway/health", timeout=5) as health:
             assert health.read() == b"ok\n"
+
+
+# What a client may write about its address, scheme, host or URL, and who believes it: request-ip
+# (lib/index.js, in its order), Express/Fastify (X-Forwarded-*), Spring (Forwarded, X-Forwarded-Port,
+# -Prefix), Rails/Rack (X-Forwarded-Ssl, -Scheme), IIS/Symfony (X-Original-URL, X-Rewrite-URL).
+CLAIMS = ["X-Client-IP", "CF-Connecting-IP", "Fastly-Client-IP", "True-Client-IP", "X-Real-IP", "X-Cluster-Client-IP",
+          "X-Forwarded", "Forwarded-For", "Forwarded", "X-AppEngine-User-IP", "CF-Pseudo-IPv4", "X-Forwarded-For",
+          "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Proto", "X-Forwarded-Scheme",
+          "X-Forwarded-Ssl", "X-Forwarded-Server", "X-Original-Forwarded-For", "X-Original-URL", "X-Rewrite-URL",
+          "X-Original-Host", "X-Host"]
+FORGED = "203.0.113.66"
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_no_claim_of_the_client_reaches_the_api(tmp_path, protocol):
+    """Only what the gateway vouches for: its own X-Real-IP, X-Forwarded-For/-Proto/-Host."""
+    settings = settings_for("prod", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        if protocol == "h1":
+            body = gateway.request("GET", "/api/ping", tls=True, headers={name: FORGED for name in CLAIMS})[2]
+        else:
+            with gateway.h2() as client:
+                body = client.request("GET", "/api/ping", headers=[(name.lower(), FORGED) for name in CLAIMS]).body
+    received = json.loads(body)["headers"]
+    assert {name: value for name, value in received.items() if FORGED in value} == {}
+    assert (received["x-real-ip"], received["x-forwarded-for"]) == ("127.0.0.1", "127.0.0.1")
+    assert (received["x-forwarded-proto"], received["x-forwarded-host"]) == ("https", gateway.server_name)
