@@ -192,8 +192,8 @@ def stub_upstreams(count: int, statuses: Optional[dict[int, int]] = None, pool: 
 
 @contextlib.contextmanager
 def closing_replicas(count: int) -> Iterator[tuple[list[str], list[int]]]:
-    """`count` replicas that accept a connection and close it without answering (a crashed
-    process): `host:port` of each, and how many connections each accepted so far."""
+    """`count` replicas that accept a connection, read the request and close it without answering
+    (a process that crashed on it): `host:port` of each, and how many connections each accepted."""
     listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
     accepted = [0] * count
     stop_event = threading.Event()
@@ -206,7 +206,12 @@ def closing_replicas(count: int) -> Iterator[tuple[list[str], list[int]]]:
             except (socket.timeout, OSError):
                 continue
             accepted[index] += 1
-            conn.close()
+            with conn:
+                conn.settimeout(2)
+                received = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in received and (chunk := conn.recv(65536)):
+                        received += chunk
 
     threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
