@@ -127,7 +127,7 @@ def decimal_above(limit: int) -> str:
             continue
         rest = len(digits) - i - 1
         larger = "9" if digit == "8" else f"[{int(digit) + 1}-9]"
-        same_length.append(digits[:i] + larger + (f"[0-9]{{{rest}}}" if rest else ""))
+        same_length.append(digits[:i] + larger + ("" if rest == 0 else "[0-9]" if rest == 1 else f"[0-9]{{{rest}}}"))
     return "(?:" + "|".join([longer, *same_length]) + ")"
 
 
