@@ -13,10 +13,12 @@ The JSON access log of (b) and (t) goes where it goes in a container: nginx's st
 by this process as fast as it can (--log devnull writes it to /dev/null instead).
 
     .venv/bin/python bench/gateway.py [--duration 10] [--connections 32] [--threads 2] [--runs 3] [--log pipe|devnull]
-                                      [--baseline-rev HEAD]
+                                      [--baseline-rev HEAD] [--variant 'LABEL:OLD=>NEW' ...] [--only http|https]
 
 --baseline-rev REV adds rows (r) for the gateway configuration as a git revision of this repository
-rendered it (same settings, ports and log), to see what a change costs.
+rendered it (same settings, ports and log), to see what a change costs. --variant adds rows (v) for the
+generated configuration with the text OLD replaced by NEW (several --variant with one LABEL apply
+together), to measure what one directive costs; --only measures one protocol.
 
 Needs wrk and openssl, and the nginx bin/fetch-nginx unpacks (the tests' nginx).
 """
@@ -167,12 +169,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--log", choices=["pipe", "devnull"], default="pipe")
     parser.add_argument("--baseline-rev", help="also measure the gateway configuration of this git revision")
+    parser.add_argument("--variant", action="append", default=[], help="LABEL:OLD=>NEW, a row for the generated configuration so edited")
+    parser.add_argument("--only", choices=["http", "https"], help="measure this protocol only")
     args = parser.parse_args()
+    variants: dict[str, list[tuple[str, str]]] = {}
+    for variant in args.variant:
+        label, _, edit = variant.partition(":")
+        old, arrow, new = edit.partition("=>")
+        if not (label and old and arrow):
+            parser.error(f"--variant {variant!r} is not LABEL:OLD=>NEW")
+        variants.setdefault(label, []).append((old, new))
     pipe = args.log == "pipe"
     access_log = "/dev/stdout" if pipe else "/dev/null"
 
     servers: list[Nginx] = []
     runs: list[dict[str, dict]] = []
+    loads: list[float] = []  # the machine's 1-minute load average after each run (other work included)
     version = subprocess.run([nginx(), "-v"], capture_output=True, text=True).stderr.strip()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -188,22 +200,28 @@ def main() -> None:
             targets: dict[str, str] = {"(a) upstream direct": f"http://127.0.0.1:{stub_ports[0]}/api/ping"}
             measured: dict[str, Nginx] = {"(a) upstream direct": servers[0]}
             # Prod refuses TLS off; the HTTP rows are the same prod profile with only TLS switched off.
-            kinds = ("generated", "tuned", "baseline") if args.baseline_rev else ("generated", "tuned")
-            for label, settings in (("http", prod.model_copy(update={"gateway_tls": False})), ("https", prod)):
+            kinds = ["generated", "tuned", *(["baseline"] if args.baseline_rev else []), *(f"variant:{label}" for label in variants)]
+            protocols = (("http", prod.model_copy(update={"gateway_tls": False})), ("https", prod))
+            for label, settings in (p for p in protocols if args.only in (None, p[0])):
                 for kind in kinds:
-                    directory = work / f"{kind}-{label}"
+                    directory = work / f"{kind.replace(':', '-').replace('/', '_')}-{label}"
                     directory.mkdir()
                     ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
                     tls = make_certificate(directory, "localhost") if settings.gateway_tls else None
-                    if kind == "generated":
+                    if kind == "generated" or kind.startswith("variant:"):
                         conf = render_nginx_conf(settings, {"api": upstreams}, ports=ports,
                                                  paths=NginxPaths(runtime_dir=str(directory), access_log=access_log), tls_files=tls)
+                        for old, new in variants.get(kind.removeprefix("variant:"), []) if kind != "generated" else []:
+                            if old not in conf:
+                                sys.exit(f"--variant {kind.removeprefix('variant:')}: {old!r} is not in the generated configuration")
+                            conf = conf.replace(old, new)
                     elif kind == "tuned":
                         conf = tuned_conf(directory, ports, upstreams, tls, access_log)
                     else:
                         conf = conf_at_revision(args.baseline_rev, work, label, directory, ports, upstreams, tls, access_log)
                     servers.append(Nginx(directory, conf, ports.status, pipe=pipe))
-                    prefix = {"generated": "(b) generated", "tuned": "(t) tuned", "baseline": f"(r) {args.baseline_rev}"}[kind]
+                    prefix = {"generated": "(b) generated", "tuned": "(t) tuned", "baseline": f"(r) {args.baseline_rev}"}.get(
+                        kind, f"(v) {kind.removeprefix('variant:')}")
                     targets[f"{prefix} {label.upper()}"] = f"{label}://localhost:{ports.https if tls else ports.http}/api/ping"
                     measured[f"{prefix} {label.upper()}"] = servers[-1]
             naive_port = free_port()
@@ -220,33 +238,36 @@ def main() -> None:
                     results[label] = wrk(targets[label], args, measured[label])
                     time.sleep(1)
                 runs.append(results)
+                loads.append(os.getloadavg()[0])
         finally:
             for server in servers:
                 server.stop()
 
     print(f"{version}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, loopback, {REPLICAS} stub replicas, "
-          f"access log: {'a pipe (stdout), drained' if pipe else '/dev/null'}, {args.runs} run(s)")
-    print("| target | requests/s (median of runs) | min - max | nginx CPU us/request (median) | min - max | p50 ms | p99 ms | non-2xx | socket errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"access log: {'a pipe (stdout), drained' if pipe else '/dev/null'}, {args.runs} run(s); "
+          f"load average after each run: {', '.join(f'{x:.1f}' for x in loads)}")
+    print("| target | requests/s (median of runs) | min - max | nginx CPU us/request (median) | min - max | p50 ms | p99 ms | p99 min - max | non-2xx | socket errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label in labels:
         rps = [r[label]["rps"] for r in runs]
         cpu = [r[label]["cpu_us"] for r in runs]
         last = runs[-1][label]
         p50 = statistics.median(r[label]["p50"] for r in runs)
-        p99 = statistics.median(r[label]["p99"] for r in runs)
+        p99s = [r[label]["p99"] for r in runs]
         non2xx = sum(r[label]["non2xx"] for r in runs)
         print(f"| {label} | {statistics.median(rps):.0f} | {min(rps):.0f} - {max(rps):.0f} | {statistics.median(cpu):.1f} | "
-              f"{min(cpu):.1f} - {max(cpu):.1f} | {p50:.2f} | {p99:.2f} | {non2xx} | {last['socket_errors']} |")
+              f"{min(cpu):.1f} - {max(cpu):.1f} | {p50:.2f} | {statistics.median(p99s):.2f} | {min(p99s):.2f} - {max(p99s):.2f} | "
+              f"{non2xx} | {last['socket_errors']} |")
     print()
-    print("Ratios per run (requests/s: above 1 is faster; CPU per request: below 1 is cheaper):")
+    print("Ratios per run (requests/s: above 1 is faster; CPU per request and p99: below 1 is cheaper, shorter):")
     print("| ratio | per run | median | min - max |")
     print("|---|---|---|---|")
-    for proto in ("HTTP", "HTTPS"):
+    for proto in ("HTTP", "HTTPS") if args.only is None else (args.only.upper(),):
         others = [(f"(t) tuned {proto}", "tuned"), ("(c) naive proxy, no upstream keepalive", "naive")]
         if args.baseline_rev:
             others.append((f"(r) {args.baseline_rev} {proto}", args.baseline_rev))
         for other, name in others:
-            for metric, unit in (("rps", "requests/s"), ("cpu_us", "CPU per request")):
+            for metric, unit in (("rps", "requests/s"), ("cpu_us", "CPU per request"), ("p99", "p99 latency")):
                 ratios = [r[f"(b) generated {proto}"][metric] / r[other][metric] for r in runs]
                 print(f"| generated/{name} {proto}, {unit} | {', '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f} | "
                       f"{min(ratios):.2f} - {max(ratios):.2f} |")
