@@ -11,10 +11,12 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -342,10 +344,24 @@ class H2Client:
         # Bytes as they are, as http.client sends an HTTP/1.1 header (latin-1), not h2's UTF-8.
         encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in header_list]
         self.conn.send_headers(stream_id, encoded, end_stream=end_stream and body is None)
-        if body is not None:
-            self.conn.send_data(stream_id, body, end_stream=end_stream)
         self._flush()
+        if body is not None:
+            self._send_body(stream_id, body, end_stream)
         return stream_id
+
+    def _send_body(self, stream_id: int, body: bytes, end_stream: bool, seconds: float = 5) -> None:
+        """DATA frames as the flow-control windows allow, waiting for the server's window updates;
+        stops once the stream was answered or reset (a refusal before the body was read)."""
+        stream = self.streams[stream_id]
+        deadline = time.monotonic() + seconds
+        while body and not (self.closed or stream.ended or stream.reset is not None) and time.monotonic() < deadline:
+            size = min(len(body), self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
+            if size <= 0:
+                self._receive(deadline)
+                continue
+            self.conn.send_data(stream_id, body[:size], end_stream=end_stream and size == len(body))
+            body = body[size:]
+            self._flush()
 
     def send_frame(self, frame: hyperframe.frame.Frame) -> None:
         """A frame as it is, past h2's state machine (h2 never learns of it)."""
@@ -358,25 +374,29 @@ class H2Client:
         while not self.closed and not all(self.streams[s].ended or self.streams[s].reset is not None for s in stream_ids):
             if time.monotonic() > deadline:
                 break
-            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError):
-                continue  # the deadline decides
-            except (ssl.SSLError, ConnectionResetError):
-                data = b""
-            if not data:
-                self.closed = True
-                break
-            try:
-                events = self.conn.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                self.closed = True
-                break
-            for event in events:
-                self._on(event)
-            self._flush()
+            self._receive(deadline)
         return [self.streams[s] for s in stream_ids]
+
+    def _receive(self, deadline: float) -> None:
+        """What the server sent next (until `deadline`), through h2's state machine."""
+        self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = self.sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return  # the caller's deadline decides
+        except (ssl.SSLError, ConnectionResetError):
+            data = b""
+        if not data:
+            self.closed = True
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self.closed = True
+            return
+        for event in events:
+            self._on(event)
+        self._flush()
 
     def _on(self, event) -> None:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
@@ -495,11 +515,12 @@ def _described(upstreams: Upstreams) -> Mapping[str, UpstreamSpec]:
 
 
 def write_conf(directory: Path, settings: Settings, upstreams: Upstreams, ports: GatewayPorts,
-               tls_files: Optional[TlsFiles], resolver: str = DOCKER_DNS, access_log: Optional[str] = None) -> Path:
+               tls_files: Optional[TlsFiles], resolver: str = DOCKER_DNS, access_log: Optional[str] = None,
+               runtime_dir: Optional[Path] = None) -> Path:
     conf = directory / "nginx.conf"
     conf.write_text(render_nginx_conf(
         settings, _described(upstreams), ports=ports,
-        paths=NginxPaths(runtime_dir=str(directory), access_log=access_log or str(directory / "access.log")),
+        paths=NginxPaths(runtime_dir=str(runtime_dir or directory), access_log=access_log or str(directory / "access.log")),
         tls_files=tls_files, resolver=resolver,
     ))
     return conf
@@ -528,16 +549,23 @@ def running_gateway(directory: Path, settings: Settings, upstreams: Upstreams, r
     directory/error.log; stopped by pid when the block ends, whatever happened in it."""
     ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
     tls_files = make_certificate(directory, settings.gateway_server_name) if settings.gateway_tls else None
-    conf = write_conf(directory, settings, upstreams, ports, tls_files, resolver=resolver)
-    if edit:
-        conf.write_text(edit(conf.read_text()))
-    checked = nginx_test(directory, conf)
-    assert checked.returncode == 0, checked.stderr
-    with open(directory / "error.log", "ab") as error_log:
-        process = subprocess.Popen([nginx(), "-e", "stderr", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
-                                   stdout=subprocess.DEVNULL, stderr=error_log)
+    # The temporary files (a body over 16 KiB, a spooled response) are written by the workers, which
+    # run as another user when the tests run as root: a runtime directory that user can reach.
+    runtime = Path(tempfile.mkdtemp(prefix="carecircle-nginx-"))
+    runtime.chmod(0o755)
     try:
-        wait_for_port(ports.status, process)
-        yield RunningGateway(directory, ports, settings.gateway_server_name, process)
+        conf = write_conf(directory, settings, upstreams, ports, tls_files, resolver=resolver, runtime_dir=runtime)
+        if edit:
+            conf.write_text(edit(conf.read_text()))
+        checked = nginx_test(directory, conf)
+        assert checked.returncode == 0, checked.stderr
+        with open(directory / "error.log", "ab") as error_log:
+            process = subprocess.Popen([nginx(), "-e", "stderr", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+                                       stdout=subprocess.DEVNULL, stderr=error_log)
+        try:
+            wait_for_port(ports.status, process)
+            yield RunningGateway(directory, ports, settings.gateway_server_name, process)
+        finally:
+            stop(process)
     finally:
-        stop(process)
+        shutil.rmtree(runtime, ignore_errors=True)

@@ -157,3 +157,20 @@ def test_only_an_upstream_failure_writes_the_request_line_to_the_error_log(tmp_p
         written = gateway.error_log()[len(quiet):].splitlines()
     assert answered == [404, 413, 501, 308, 413, 400, "closed"] and secret not in quiet
     assert failed == 502 and len(written) == 2 and all(secret in line and "referrer:" in line for line in written), written
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_a_request_that_succeeds_writes_no_line_even_when_nginx_spools_its_body(tmp_path, protocol):
+    """A body over 16 KiB goes to a temporary file, which nginx reports as a warning carrying the
+    request line: the server that proxies logs errors only."""
+    secret = "t0k3n-in-a-url"
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings_for("prod", OPEN), upstreams) as gateway:
+        path, body = f"/api/uploads?access_token={secret}", b"x" * 100_000
+        if protocol == "h1":
+            status = gateway.request("POST", path, tls=True, body=body)[0]
+        else:
+            with gateway.h2() as client:
+                status = client.request("POST", path, body=body).status
+        logged = gateway.error_log()
+    assert status == 200 and upstreams.servers[0].hits == ["POST"]
+    assert logged == "", logged
