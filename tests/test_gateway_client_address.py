@@ -152,3 +152,18 @@ def test_no_claim_of_the_client_reaches_the_api(tmp_path, protocol):
     assert {name: value for name, value in received.items() if FORGED in value} == {}
     assert (received["x-real-ip"], received["x-forwarded-for"]) == ("127.0.0.1", "127.0.0.1")
     assert (received["x-forwarded-proto"], received["x-forwarded-host"]) == ("https", gateway.server_name)
+
+
+def test_malformed_requests_behind_the_balancer_count_against_their_client(tmp_path):
+    """nginx refuses them before its post-read phase, where the PROXY protocol's address is taken;
+    the error location still counts them against the client's address, never the balancer's (which
+    would limit every client behind it)."""
+    settings = settings_for("dev", {"carecircle:gatewayLoadBalancers": ["127.0.0.1/32"], "carecircle:gatewayRateLimitPerSecond": 1,
+                                    "carecircle:gatewayRateLimitBurst": 1})
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        def status(client, request):
+            return gateway.raw(proxy_v1(client, gateway.ports.http) + request)[0].split(b" ", 2)[1:2]
+        malformed = [status("203.0.113.7", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n") for _ in range(2)]
+        other = status("198.51.100.9", get(gateway.server_name))
+        same = status("203.0.113.7", get(gateway.server_name))
+    assert malformed == [[b"431"], [b"431"]] and other == [b"200"] and same == [b"429"]
