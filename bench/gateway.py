@@ -13,12 +13,14 @@ The JSON access log of (b) and (t) goes where it goes in a container: nginx's st
 by this process as fast as it can (--log devnull writes it to /dev/null instead).
 
     .venv/bin/python bench/gateway.py [--duration 10] [--connections 32] [--threads 2] [--runs 3] [--log pipe|devnull]
-                                      [--baseline-rev HEAD] [--variant 'LABEL:OLD=>NEW' ...] [--only http|https]
+                                      [--baseline-rev HEAD] [--variant 'LABEL:OLD=>NEW' ...]
+                                      [--tuned-variant 'LABEL:OLD=>NEW' ...] [--only http|https]
 
 --baseline-rev REV adds rows (r) for the gateway configuration as a git revision of this repository
 rendered it (same settings, ports and log), to see what a change costs. --variant adds rows (v) for the
-generated configuration with the text OLD replaced by NEW (several --variant with one LABEL apply
-together), to measure what one directive costs; --only measures one protocol.
+generated configuration with the text OLD replaced by NEW (several with one LABEL apply together),
+--tuned-variant rows (u) for the hand-tuned one so edited: to measure what one directive costs.
+--only measures one protocol.
 
 Needs wrk and openssl, and the nginx bin/fetch-nginx unpacks (the tests' nginx).
 """
@@ -170,15 +172,20 @@ def main() -> None:
     parser.add_argument("--log", choices=["pipe", "devnull"], default="pipe")
     parser.add_argument("--baseline-rev", help="also measure the gateway configuration of this git revision")
     parser.add_argument("--variant", action="append", default=[], help="LABEL:OLD=>NEW, a row for the generated configuration so edited")
+    parser.add_argument("--tuned-variant", action="append", default=[], help="LABEL:OLD=>NEW, a row for the tuned configuration so edited")
     parser.add_argument("--only", choices=["http", "https"], help="measure this protocol only")
     args = parser.parse_args()
-    variants: dict[str, list[tuple[str, str]]] = {}
-    for variant in args.variant:
-        label, _, edit = variant.partition(":")
-        old, arrow, new = edit.partition("=>")
-        if not (label and old and arrow):
-            parser.error(f"--variant {variant!r} is not LABEL:OLD=>NEW")
-        variants.setdefault(label, []).append((old, new))
+    # Each row: its label, the configuration it starts from, and the edits made to that text.
+    rows: dict[str, tuple[str, list[tuple[str, str]]]] = {"(b) generated": ("generated", []), "(t) tuned": ("tuned", [])}
+    if args.baseline_rev:
+        rows[f"(r) {args.baseline_rev}"] = ("baseline", [])
+    for option, base, prefix in ((args.variant, "generated", "(v)"), (args.tuned_variant, "tuned", "(u) tuned,")):
+        for variant in option:
+            label, _, edit = variant.partition(":")
+            old, arrow, new = edit.partition("=>")
+            if not (label and old and arrow):
+                parser.error(f"{variant!r} is not LABEL:OLD=>NEW")
+            rows.setdefault(f"{prefix} {label}", (base, []))[1].append((old, new))
     pipe = args.log == "pipe"
     access_log = "/dev/stdout" if pipe else "/dev/null"
 
@@ -200,30 +207,27 @@ def main() -> None:
             targets: dict[str, str] = {"(a) upstream direct": f"http://127.0.0.1:{stub_ports[0]}/api/ping"}
             measured: dict[str, Nginx] = {"(a) upstream direct": servers[0]}
             # Prod refuses TLS off; the HTTP rows are the same prod profile with only TLS switched off.
-            kinds = ["generated", "tuned", *(["baseline"] if args.baseline_rev else []), *(f"variant:{label}" for label in variants)]
             protocols = (("http", prod.model_copy(update={"gateway_tls": False})), ("https", prod))
             for label, settings in (p for p in protocols if args.only in (None, p[0])):
-                for kind in kinds:
-                    directory = work / f"{kind.replace(':', '-').replace('/', '_')}-{label}"
+                for number, (row, (base, edits)) in enumerate(rows.items()):
+                    directory = work / f"{number}-{label}"
                     directory.mkdir()
                     ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
                     tls = make_certificate(directory, "localhost") if settings.gateway_tls else None
-                    if kind == "generated" or kind.startswith("variant:"):
+                    if base == "generated":
                         conf = render_nginx_conf(settings, {"api": upstreams}, ports=ports,
                                                  paths=NginxPaths(runtime_dir=str(directory), access_log=access_log), tls_files=tls)
-                        for old, new in variants.get(kind.removeprefix("variant:"), []) if kind != "generated" else []:
-                            if old not in conf:
-                                sys.exit(f"--variant {kind.removeprefix('variant:')}: {old!r} is not in the generated configuration")
-                            conf = conf.replace(old, new)
-                    elif kind == "tuned":
+                    elif base == "tuned":
                         conf = tuned_conf(directory, ports, upstreams, tls, access_log)
                     else:
                         conf = conf_at_revision(args.baseline_rev, work, label, directory, ports, upstreams, tls, access_log)
+                    for old, new in edits:
+                        if old not in conf:
+                            sys.exit(f"{row}: {old!r} is not in the {base} configuration")
+                        conf = conf.replace(old, new)
                     servers.append(Nginx(directory, conf, ports.status, pipe=pipe))
-                    prefix = {"generated": "(b) generated", "tuned": "(t) tuned", "baseline": f"(r) {args.baseline_rev}"}.get(
-                        kind, f"(v) {kind.removeprefix('variant:')}")
-                    targets[f"{prefix} {label.upper()}"] = f"{label}://localhost:{ports.https if tls else ports.http}/api/ping"
-                    measured[f"{prefix} {label.upper()}"] = servers[-1]
+                    targets[f"{row} {label.upper()}"] = f"{label}://localhost:{ports.https if tls else ports.http}/api/ping"
+                    measured[f"{row} {label.upper()}"] = servers[-1]
             naive_port = free_port()
             naive_body = NAIVE_BODY.format(port=naive_port, servers="\n".join(f"        server {u};" for u in upstreams))
             servers.append(Nginx(work / "naive", nginx_conf(work / "naive", "auto", naive_body), naive_port))
