@@ -1,5 +1,5 @@
 """Production behaviour of the gateway, each proven against a real nginx (production's line) on
-127.0.0.1: TLS profiles, SNI, headers, limits, CORS, client address, request ids, upgrades, retries,
+127.0.0.1: TLS profiles, SNI, headers, limits, client address, request ids, upgrades, retries,
 logs, and static analysis of every stack's rendered file."""
 
 import gzip
