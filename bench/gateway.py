@@ -82,9 +82,9 @@ class Nginx:
             threading.Thread(target=self._drain, daemon=True).start()
         wait_for_port(port, self.process)
 
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by the master and its workers."""
-        total = 0
+    def _stats(self) -> list[tuple[int, list[str]]]:
+        """(pid, /proc/<pid>/stat fields after the name) of the master and its workers."""
+        found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
@@ -93,8 +93,16 @@ class Nginx:
             except OSError:
                 continue
             if int(proc.name) == self.process.pid or int(fields[1]) == self.process.pid:
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / os.sysconf("SC_CLK_TCK")
+                found.append((int(proc.name), fields))
+        return found
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the master and its workers."""
+        return sum(int(fields[11]) + int(fields[12]) for _, fields in self._stats()) / os.sysconf("SC_CLK_TCK")
+
+    def workers_cpus(self) -> list[int]:
+        """The CPU each worker last ran on."""
+        return [int(fields[36]) for pid, fields in self._stats() if pid != self.process.pid]
 
     def _drain(self) -> None:
         while data := self.process.stdout.read1(65536):  # type: ignore[union-attr]
@@ -106,12 +114,28 @@ class Nginx:
 
 def wrk(url: str, args: argparse.Namespace, server: Optional[Nginx] = None) -> dict:
     """wrk's figures, plus the CPU the nginx under test spent per request (microseconds): a figure
-    that depends far less than requests/s on what else the machine is doing."""
+    that depends far less than requests/s on what else the machine is doing; and how often (share of
+    samples, every 20 ms) two of its workers last ran on the same CPU, each taking turns on a core
+    while another core may be free."""
     cpu_before = server.cpu_seconds() if server else 0.0
-    out = subprocess.run(
-        ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    samples: list[list[int]] = []
+    sampled = threading.Event()
+
+    def sample() -> None:
+        while server and not sampled.wait(0.02):
+            samples.append(server.workers_cpus())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out = subprocess.run(
+            ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        sampled.set()
+        sampler.join()
+    several = [cpus for cpus in samples if len(cpus) > 1]
     def latency(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -126,6 +150,7 @@ def wrk(url: str, args: argparse.Namespace, server: Optional[Nginx] = None) -> d
         "p99": latency("99%"),
         "non2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "none",
+        "stacked": sum(len(set(cpus)) < len(cpus) for cpus in several) / len(several) if several else None,
     }
 
 
@@ -250,8 +275,9 @@ def main() -> None:
     print(f"{version}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, loopback, {REPLICAS} stub replicas, "
           f"access log: {'a pipe (stdout), drained' if pipe else '/dev/null'}, {args.runs} run(s); "
           f"load average after each run: {', '.join(f'{x:.1f}' for x in loads)}")
-    print("| target | requests/s (median of runs) | min - max | nginx CPU us/request (median) | min - max | p50 ms | p99 ms | p99 min - max | non-2xx | socket errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| target | requests/s (median of runs) | min - max | nginx CPU us/request (median) | min - max | p50 ms | p99 ms | p99 min - max | "
+          "workers sharing a CPU (% of samples, per run) | non-2xx | socket errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label in labels:
         rps = [r[label]["rps"] for r in runs]
         cpu = [r[label]["cpu_us"] for r in runs]
@@ -259,9 +285,11 @@ def main() -> None:
         p50 = statistics.median(r[label]["p50"] for r in runs)
         p99s = [r[label]["p99"] for r in runs]
         non2xx = sum(r[label]["non2xx"] for r in runs)
+        stacked = [r[label]["stacked"] for r in runs]
+        shared = ", ".join(f"{x:.0%}" for x in stacked) if None not in stacked else "-"
         print(f"| {label} | {statistics.median(rps):.0f} | {min(rps):.0f} - {max(rps):.0f} | {statistics.median(cpu):.1f} | "
               f"{min(cpu):.1f} - {max(cpu):.1f} | {p50:.2f} | {statistics.median(p99s):.2f} | {min(p99s):.2f} - {max(p99s):.2f} | "
-              f"{non2xx} | {last['socket_errors']} |")
+              f"{shared} | {non2xx} | {last['socket_errors']} |")
     print()
     print("Ratios per run (requests/s: above 1 is faster; CPU per request and p99: below 1 is cheaper, shorter):")
     print("| ratio | per run | median | min - max |")
