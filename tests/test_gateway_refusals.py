@@ -106,13 +106,21 @@ def test_bodies_over_the_limit_write_nothing_to_the_error_log(prod):
     assert logged == "", logged[:500]
 
 
-def test_a_chunked_body_over_the_limit_is_still_refused(prod):
-    """No declared length: nginx's own check, while reading (a client pays the limit in bytes for
-    each error line it causes)."""
+def test_a_body_without_a_declared_length_over_the_limit_is_still_refused(prod):
+    """No declared length (chunked over HTTP/1.1, DATA frames alone over HTTP/2): nginx's own check,
+    while reading; a JSON 413 and one error line each (with the request line: a client pays the limit
+    in bytes for each line it causes)."""
+    log_before = prod.error_log()
     chunk = b"x" * 1000
     data = (f"POST /api/notes HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
             + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
-    assert answered_status(prod.raw(data, tls=True)[0]) == 413
+    answer = prod.raw(data, tls=True)[0]
+    with prod.h2() as client:
+        response = client.request("POST", "/api/notes", body=b"x" * 3000)
+    assert answered_status(answer) == 413 and json.loads(answer[answer.index(b"{"):].split(b"\n")[0])["statusCode"] == 413
+    assert response.status == 413 and json.loads(response.body)["statusCode"] == 413
+    logged = prod.error_log()[len(log_before):].splitlines()
+    assert len(logged) == 2 and all("too large" in line for line in logged), logged
 
 
 # ---- methods --------------------------------------------------------------------------------------
