@@ -120,3 +120,12 @@ def test_a_header_field_over_the_limit_ends_the_connection(prod, name, path, ext
     headers = "".join(f"{n}: {v}\r\n" for n, v in extra)
     answer, _ = prod.raw(f"GET {path} HTTP/1.1\r\nHost: {prod.server_name}\r\n{headers}Connection: close\r\n\r\n".encode(), tls=True)
     assert answer.startswith(b"HTTP/1.1 414 " if name == "path" else b"HTTP/1.1 431 ")
+
+
+def test_nginx_measures_an_http2_header_field_huffman_coded(prod):
+    """The 8 KiB limit applies to the field as sent: Huffman-coded, 9,000 `a` fit in it (5,625
+    bytes) and reach the api over HTTP/2, where HTTP/1.1 answers 431 (the README says so)."""
+    with prod.h2() as client:
+        response = client.request("GET", "/api/notes", headers=[("x-big", "a" * 9000)])
+    assert response.status == 200 and json.loads(response.body)["headers"]["x-big"] == "a" * 9000
+    assert prod.request("GET", "/api/notes", tls=True, headers={"X-Big": "a" * 9000})[0] == 431
