@@ -71,6 +71,8 @@ CLOSE = b"Connection: close\r\n"  # a 429 keeps the connection: the sender waits
 MALFORMED = {
     "bad request line": (b"G3T / HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 400),
     "no Host": (b"GET /api/notes HTTP/1.1\r\n" + CLOSE + b"\r\n", 400),
+    "invalid header line": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\nX-Bad\x01: 1\r\n" + CLOSE + b"\r\n", 400),
+    "two Host headers": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\nHost: %s\r\n" + CLOSE + b"\r\n", 400),
     "URI too long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 414),
     "header too large": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\nX-Big: " + b"a" * 9000 + b"\r\n" + CLOSE + b"\r\n", 431),
     "body too large": (b"POST /api/notes HTTP/1.1\r\nHost: %s\r\nContent-Length: 5000\r\n" + CLOSE + b"\r\n" + b"x" * 5000, 413),

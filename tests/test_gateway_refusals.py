@@ -36,6 +36,7 @@ def api_hits(gateway) -> int:
     (f"GET https://{HOST}/api/notes\r\n".encode(), True),  # the Host in an absolute URI: the api's server
     (f"GET http://{HOST}/api/notes\r\n".encode(), False),  # plain HTTP: the redirect's server
     (b"GET /nowhere\r\n", True),  # what would be a 404
+    (b"GET https://other.example/api/notes\r\n", True),  # another Host: what would be a 421
 ])
 def test_http09_is_closed_without_a_byte(prod, request_line, tls):
     """An HTTP/0.9 answer has no status line and no header (no HSTS, CSP, request id): none is sent."""
