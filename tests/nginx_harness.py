@@ -11,19 +11,25 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import ssl
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from carecircle.offline import stack_settings
 from carecircle.rendering import DOCKER_DNS, GatewayPorts, NginxPaths, TlsFiles, UpstreamSpec, render_nginx_conf
 from carecircle.settings import Settings
+
+if TYPE_CHECKING:
+    from h2_client import H2Client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FETCHED_NGINX = REPO_ROOT / ".cache" / "nginx-current" / "nginx"
@@ -129,9 +135,10 @@ class _Echo(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _reply
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _reply
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -146,6 +153,11 @@ class StubUpstreams(list):
 class _StubServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # socketserver's default backlog of 5 refuses connections under load
+
+    def handle_error(self, request, client_address) -> None:
+        # The gateway dropping a connection it no longer needs is part of what the tests provoke.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 @contextlib.contextmanager
@@ -179,8 +191,8 @@ def stub_upstreams(count: int, statuses: Optional[dict[int, int]] = None, pool: 
 
 @contextlib.contextmanager
 def closing_replicas(count: int) -> Iterator[tuple[list[str], list[int]]]:
-    """`count` replicas that accept a connection and close it without answering (a crashed
-    process): `host:port` of each, and how many connections each accepted so far."""
+    """`count` replicas that accept a connection, read the request and close it without answering
+    (a process that crashed on it): `host:port` of each, and how many connections each accepted."""
     listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
     accepted = [0] * count
     stop_event = threading.Event()
@@ -193,7 +205,12 @@ def closing_replicas(count: int) -> Iterator[tuple[list[str], list[int]]]:
             except (socket.timeout, OSError):
                 continue
             accepted[index] += 1
-            conn.close()
+            with conn:
+                conn.settimeout(2)
+                received = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in received and (chunk := conn.recv(65536)):
+                        received += chunk
 
     threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
@@ -251,6 +268,13 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 10) -> 
             return
         assert process.poll() is None and time.monotonic() < deadline, f"{process.args[0]} did not start"
         time.sleep(0.05)
+
+
+def answered_status(answer: bytes) -> Union[int, str]:
+    """The status of a raw HTTP/1.x answer, or "closed" when nginx sent nothing."""
+    if not answer:
+        return "closed"
+    return int(answer.split(b" ", 2)[1])
 
 
 def joined_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -311,6 +335,17 @@ class RunningGateway:
         finally:
             sock.close()
 
+    @contextlib.contextmanager
+    def h2(self, source: Optional[str] = None) -> Iterator["H2Client"]:
+        """An HTTP/2 connection to the HTTPS listener (closed when the block ends)."""
+        from h2_client import H2Client  # it uses this module's TLS context and header helpers
+
+        client = H2Client(self.ports.https, self.server_name, source=source)
+        try:
+            yield client
+        finally:
+            client.close()
+
     def handshake(self, sni: Optional[str], context: ssl.SSLContext) -> ssl.SSLSocket:
         """A bare TLS handshake; raises ssl.SSLError when the gateway refuses it."""
         sock = socket.create_connection(("127.0.0.1", self.ports.https), timeout=5)
@@ -344,11 +379,12 @@ def _described(upstreams: Upstreams) -> Mapping[str, UpstreamSpec]:
 
 
 def write_conf(directory: Path, settings: Settings, upstreams: Upstreams, ports: GatewayPorts,
-               tls_files: Optional[TlsFiles], resolver: str = DOCKER_DNS, access_log: Optional[str] = None) -> Path:
+               tls_files: Optional[TlsFiles], resolver: str = DOCKER_DNS, access_log: Optional[str] = None,
+               runtime_dir: Optional[Path] = None) -> Path:
     conf = directory / "nginx.conf"
     conf.write_text(render_nginx_conf(
         settings, _described(upstreams), ports=ports,
-        paths=NginxPaths(runtime_dir=str(directory), access_log=access_log or str(directory / "access.log")),
+        paths=NginxPaths(runtime_dir=str(runtime_dir or directory), access_log=access_log or str(directory / "access.log")),
         tls_files=tls_files, resolver=resolver,
     ))
     return conf
@@ -377,16 +413,23 @@ def running_gateway(directory: Path, settings: Settings, upstreams: Upstreams, r
     directory/error.log; stopped by pid when the block ends, whatever happened in it."""
     ports = GatewayPorts(http=free_port(), https=free_port(), preview=free_port(), status=free_port())
     tls_files = make_certificate(directory, settings.gateway_server_name) if settings.gateway_tls else None
-    conf = write_conf(directory, settings, upstreams, ports, tls_files, resolver=resolver)
-    if edit:
-        conf.write_text(edit(conf.read_text()))
-    checked = nginx_test(directory, conf)
-    assert checked.returncode == 0, checked.stderr
-    with open(directory / "error.log", "ab") as error_log:
-        process = subprocess.Popen([nginx(), "-e", "stderr", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
-                                   stdout=subprocess.DEVNULL, stderr=error_log)
+    # The temporary files (a body over 16 KiB, a spooled response) are written by the workers, which
+    # run as another user when the tests run as root: a runtime directory that user can reach.
+    runtime = Path(tempfile.mkdtemp(prefix="carecircle-nginx-"))
+    runtime.chmod(0o755)
     try:
-        wait_for_port(ports.status, process)
-        yield RunningGateway(directory, ports, settings.gateway_server_name, process)
+        conf = write_conf(directory, settings, upstreams, ports, tls_files, resolver=resolver, runtime_dir=runtime)
+        if edit:
+            conf.write_text(edit(conf.read_text()))
+        checked = nginx_test(directory, conf)
+        assert checked.returncode == 0, checked.stderr
+        with open(directory / "error.log", "ab") as error_log:
+            process = subprocess.Popen([nginx(), "-e", "stderr", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+                                       stdout=subprocess.DEVNULL, stderr=error_log)
+        try:
+            wait_for_port(ports.status, process)
+            yield RunningGateway(directory, ports, settings.gateway_server_name, process)
+        finally:
+            stop(process)
     finally:
-        stop(process)
+        shutil.rmtree(runtime, ignore_errors=True)

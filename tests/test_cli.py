@@ -18,7 +18,8 @@ def test_offline_prints_each_resource_and_the_outputs():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     containers = [line for line in lines if line.startswith("docker:index/container:Container")]
-    assert len(containers) == 8  # a gateway and an nginx exporter on each of 2 edge nodes, a Prometheus and an Alertmanager on each of 2 monitoring nodes
+    # a gateway and an nginx exporter on each of 2 edge nodes, a Prometheus and an Alertmanager on each of 2 monitoring nodes, the blackbox exporter
+    assert len(containers) == 9
     services = [line for line in lines if line.startswith("docker:index/service:Service")]
     assert len(services) == 2  # the blue pool and the workers
     assert len([line for line in lines if line.startswith("docker:index/secret:Secret") and "secret inputs: data" in line]) == 4

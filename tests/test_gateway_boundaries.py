@@ -51,6 +51,7 @@ BOUNDS = {
     "carecircle:gatewayProxyNextUpstreamTries": Bound("int", 1, 10),
     "carecircle:gatewayProxyNextUpstreamTimeout": Bound("time", 1, 3600_000),
     "carecircle:gatewayResolverValid": Bound("seconds", 1000, 600_000),
+    "carecircle:gatewayAcmeRenewalMarginDays": Bound("int", 1, 3650),
 }
 
 

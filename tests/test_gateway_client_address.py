@@ -125,3 +125,45 @@ def test_health_and_apply_never_use_a_proxy_protocol_listener(tmp_path, stacks):
         assert second.returncode == 0, second.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{gateway.ports.status}/_gateway/health", timeout=5) as health:
             assert health.read() == b"ok\n"
+
+
+# What a client may write about its address, scheme, host or URL, and who believes it: request-ip
+# (lib/index.js, in its order), Express/Fastify (X-Forwarded-*), Spring (Forwarded, X-Forwarded-Port,
+# -Prefix), Rails/Rack (X-Forwarded-Ssl, -Scheme), IIS/Symfony (X-Original-URL, X-Rewrite-URL).
+CLAIMS = ["X-Client-IP", "CF-Connecting-IP", "Fastly-Client-IP", "True-Client-IP", "X-Real-IP", "X-Cluster-Client-IP",
+          "X-Forwarded", "Forwarded-For", "Forwarded", "X-AppEngine-User-IP", "CF-Pseudo-IPv4", "X-Forwarded-For",
+          "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Proto", "X-Forwarded-Scheme",
+          "X-Forwarded-Ssl", "X-Forwarded-Server", "X-Original-Forwarded-For", "X-Original-URL", "X-Rewrite-URL",
+          "X-Original-Host", "X-Host"]
+FORGED = "203.0.113.66"
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_no_claim_of_the_client_reaches_the_api(tmp_path, protocol):
+    """Only what the gateway vouches for: its own X-Real-IP, X-Forwarded-For/-Proto/-Host."""
+    settings = settings_for("prod", {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]})
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        if protocol == "h1":
+            body = gateway.request("GET", "/api/ping", tls=True, headers={name: FORGED for name in CLAIMS})[2]
+        else:
+            with gateway.h2() as client:
+                body = client.request("GET", "/api/ping", headers=[(name.lower(), FORGED) for name in CLAIMS]).body
+    received = json.loads(body)["headers"]
+    assert {name: value for name, value in received.items() if FORGED in value} == {}
+    assert (received["x-real-ip"], received["x-forwarded-for"]) == ("127.0.0.1", "127.0.0.1")
+    assert (received["x-forwarded-proto"], received["x-forwarded-host"]) == ("https", gateway.server_name)
+
+
+def test_malformed_requests_behind_the_balancer_count_against_their_client(tmp_path):
+    """nginx refuses them before its post-read phase, where the PROXY protocol's address is taken;
+    the error location still counts them against the client's address, never the balancer's (which
+    would limit every client behind it)."""
+    settings = settings_for("dev", {"carecircle:gatewayLoadBalancers": ["127.0.0.1/32"], "carecircle:gatewayRateLimitPerSecond": 1,
+                                    "carecircle:gatewayRateLimitBurst": 1})
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
+        def status(client, request):
+            return gateway.raw(proxy_v1(client, gateway.ports.http) + request)[0].split(b" ", 2)[1:2]
+        malformed = [status("203.0.113.7", b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n") for _ in range(2)]
+        other = status("198.51.100.9", get(gateway.server_name))
+        same = status("203.0.113.7", get(gateway.server_name))
+    assert malformed == [[b"431"], [b"431"]] and other == [b"200"] and same == [b"429"]

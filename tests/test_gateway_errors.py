@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nginx_harness import assert_hardened, free_port, joined_headers, running_gateway, settings_for, stub_upstreams
+from nginx_harness import answered_status, assert_hardened, free_port, joined_headers, running_gateway, settings_for, stub_upstreams
 
 OPEN = {"carecircle:gatewayRateLimitAllowlist": ["127.0.0.0/8"]}
 HOST = "api.carecircle.example"
@@ -132,3 +132,45 @@ def test_head_gets_the_status_without_a_body(prod):
     answer, _ = prod.raw(b"HEAD /nowhere HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % HOST.encode(), tls=True)
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404 ") and rest == b""
+
+
+def test_only_an_upstream_failure_writes_the_request_line_to_the_error_log(tmp_path):
+    """nginx appends the request line (query string included), the upstream URI and the Referer to
+    every error line written while handling a request (ngx_http_log_error_handler,
+    src/http/ngx_http_request.c); no directive removes them. Whatever the gateway answers itself
+    writes no such line; a request that fails upstream writes one per replica tried (the README says
+    what that means for the error log)."""
+    secret = "t0k3n-in-a-url"
+    settings = settings_for("prod", {**OPEN, "carecircle:gatewayClientMaxBodySize": "1k"})
+    with running_gateway(tmp_path, settings, [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]) as gateway:
+        referer = {"Referer": f"https://app.carecircle.example/reset?token={secret}"}
+        answered = [gateway.request(method, f"{path}?access_token={secret}", tls=tls, headers=referer, body=body)[0]
+                    for method, path, tls, body in [("GET", "/nowhere", True, None), ("POST", "/api/notes", True, b"x" * 2048),
+                                                    ("PROPFIND", "/api/notes", True, None), ("GET", "/api/notes", False, None)]]
+        with gateway.h2() as client:
+            answered += [client.request("POST", f"/api/notes?access_token={secret}", body=b"x" * 2048,
+                                        headers=[("content-length", "2048"), ("referer", referer["Referer"])]).status,
+                         client.request("GET", f"/api/notes?access_token={secret}", headers=[("X-Upper", "1")]).status]
+        answered.append(answered_status(gateway.raw(f"GET /api/notes?access_token={secret}\r\n".encode(), tls=True)[0]))
+        quiet = gateway.error_log()
+        failed = gateway.request("GET", f"/api/notes?access_token={secret}", tls=True, headers=referer)[0]
+        written = gateway.error_log()[len(quiet):].splitlines()
+    assert answered == [404, 413, 501, 308, 413, 400, "closed"] and secret not in quiet
+    assert failed == 502 and len(written) == 2 and all(secret in line and "referrer:" in line for line in written), written
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_a_request_that_succeeds_writes_no_line_even_when_nginx_spools_its_body(tmp_path, protocol):
+    """A body over 16 KiB goes to a temporary file, which nginx reports as a warning carrying the
+    request line: the server that proxies logs errors only."""
+    secret = "t0k3n-in-a-url"
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings_for("prod", OPEN), upstreams) as gateway:
+        path, body = f"/api/uploads?access_token={secret}", b"x" * 100_000
+        if protocol == "h1":
+            status = gateway.request("POST", path, tls=True, body=body)[0]
+        else:
+            with gateway.h2() as client:
+                status = client.request("POST", path, body=body).status
+        logged = gateway.error_log()
+    assert status == 200 and upstreams.servers[0].hits == ["POST"]
+    assert logged == "", logged

@@ -1,5 +1,5 @@
 """Production behaviour of the gateway, each proven against a real nginx (production's line) on
-127.0.0.1: TLS profiles, SNI, headers, limits, CORS, client address, request ids, upgrades, retries,
+127.0.0.1: TLS profiles, SNI, headers, limits, client address, request ids, upgrades, retries,
 logs, and static analysis of every stack's rendered file."""
 
 import gzip
@@ -177,48 +177,6 @@ def test_a_client_keeps_its_connection_past_1000_requests(staging):
         assert conn.sock is first
     finally:
         conn.close()
-
-
-# ---- CORS -------------------------------------------------------------------------------------
-
-def test_cors_for_an_allowed_origin(prod):
-    status, headers, _ = prod.request("GET", "/api/ping", tls=True, headers={"Origin": "https://app.carecircle.example"})
-    assert status == 200
-    assert headers["access-control-allow-origin"] == "https://app.carecircle.example"  # echoed, the api's * hidden
-    assert headers["access-control-allow-credentials"] == "true"
-    assert "Origin" in headers["vary"]
-
-
-def test_no_cors_for_a_foreign_origin(prod):
-    status, headers, _ = prod.request("GET", "/api/ping", tls=True, headers={"Origin": "https://evil.example"})
-    assert status == 200
-    assert "access-control-allow-origin" not in headers and "access-control-allow-credentials" not in headers
-    assert "Origin" in headers["vary"]
-
-
-def test_preflight_is_answered_by_the_gateway(prod):
-    request = {"Origin": "https://app.carecircle.example", "Access-Control-Request-Method": "PATCH",
-               "Access-Control-Request-Headers": "authorization,content-type"}
-    status, headers, body = prod.request("OPTIONS", "/api/care-plans/7", tls=True, headers=request)
-    assert status == 204 and body == b""
-    assert headers["access-control-allow-origin"] == "https://app.carecircle.example"
-    assert "PATCH" in headers["access-control-allow-methods"]
-    assert "Authorization" in headers["access-control-allow-headers"]
-    assert headers["access-control-max-age"] == "600"
-    assert_hardened(headers)
-    foreign = {**request, "Origin": "https://evil.example"}
-    status, headers, _ = prod.request("OPTIONS", "/api/care-plans/7", tls=True, headers=foreign)
-    assert status == 204 and "access-control-allow-origin" not in headers
-
-
-def test_cors_patterns_are_anchored(tmp_path):
-    settings = settings_for("dev", {"carecircle:gatewayCorsOrigins": ["~^https://[a-z0-9-]+\\.carecircle\\.example$"], **OPEN})
-    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings, upstreams) as gateway:
-        allowed = gateway.request("GET", "/api/ping", headers={"Origin": "https://pr-12.carecircle.example"})[1]
-        assert allowed["access-control-allow-origin"] == "https://pr-12.carecircle.example"
-        assert "access-control-allow-credentials" not in allowed  # credentials off in dev
-        for origin in ("https://pr-12.carecircle.example.evil.io", "https://evil.io/?https://a.carecircle.example"):
-            assert "access-control-allow-origin" not in gateway.request("GET", "/api/ping", headers={"Origin": origin})[1]
 
 
 # ---- what reaches the api ---------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Rate limits on a real nginx (production's line): every request a client can send counts, whatever
-answers it; a per-credential limit on top of the per-address one; no credential in any log; and a
-429 flood does not flood the error log."""
+answers it, malformed ones included, over HTTP/1.1 and HTTP/2; a per-credential limit on top of the
+per-address one; no credential in any log; and a 429 flood does not flood the error log."""
 
 import http.client
 import json
 
 import pytest
 
-from nginx_harness import running_gateway, settings_for, stub_upstreams
+from nginx_harness import answered_status, running_gateway, settings_for, stub_upstreams
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9." + "s" * 40 + "SIGNATUREtail0123456789"  # JWT-like, 100+ characters
 COOKIE = "s%3A" + "k" * 30 + ".Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXhxdXV4cXV1eA"
@@ -60,6 +60,74 @@ def test_all_kinds_share_one_budget_per_address(tmp_path):
         after_scans = status_of(gateway, "GET", "/api/notes", tls=True, source="127.0.0.2")
     assert statuses == [answer for _, answer in list(KINDS.values())[:4]] + [429, "closed", 429]
     assert scans == ["closed"] * 4 and after_scans == 429
+
+
+# ---- malformed requests count too ------------------------------------------------------------------
+
+HOST = b"api.carecircle.example"
+CLOSE = b"Connection: close\r\n"  # a 429 keeps the connection: the sender waits for nothing
+# What nginx itself refuses before limit_req could run (its request line, headers or declared body),
+# sent as raw HTTP/1.1 (over TLS unless said) -> its answer while within the limit.
+MALFORMED = {
+    "bad request line": (b"G3T / HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 400),
+    "no Host": (b"GET /api/notes HTTP/1.1\r\n" + CLOSE + b"\r\n", 400),
+    "invalid header line": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\nX-Bad\x01: 1\r\n" + CLOSE + b"\r\n", 400),
+    "two Host headers": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\nHost: %s\r\n" + CLOSE + b"\r\n", 400),
+    "URI too long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 414),
+    "header too large": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\nX-Big: " + b"a" * 9000 + b"\r\n" + CLOSE + b"\r\n", 431),
+    "body too large": (b"POST /api/notes HTTP/1.1\r\nHost: %s\r\nContent-Length: 5000\r\n" + CLOSE + b"\r\n" + b"x" * 5000, 413),
+    "TRACE": (b"TRACE / HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 405),
+    "unknown transfer coding": (b"POST /api/notes HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: gzip\r\n" + CLOSE + b"\r\n", 501),
+    "method the api does not serve": (b"PROPFIND /api/notes HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 501),
+    "HTTP version": (b"GET / HTTP/2.0\r\nHost: %s\r\n" + CLOSE + b"\r\n", 505),
+    "plain HTTP on the HTTPS port": (b"GET /api/notes HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 400),
+    "bad request line, plain HTTP": (b"G3T / HTTP/1.1\r\nHost: %s\r\n" + CLOSE + b"\r\n", 400),
+}
+# The same over HTTP/2, each on its own stream of one connection: the header list as sent.
+PSEUDO = [(":method", "GET"), (":scheme", "https"), (":authority", HOST.decode()), (":path", "/api/notes")]
+MALFORMED_H2 = {
+    "bad method": ([(":method", "G3T"), *PSEUDO[1:]], 400),
+    "no path": (PSEUDO[:3], 400),
+    "upper-case header name": ([*PSEUDO, ("X-Upper", "1")], 400),
+    "TRACE": ([(":method", "TRACE"), *PSEUDO[1:]], 405),
+    "body too large": ([(":method", "POST"), *PSEUDO[1:], ("content-length", "5000")], 413),
+    "method the api does not serve": ([(":method", "PROPFIND"), *PSEUDO[1:]], 501),
+}
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    """One gateway for the malformed kinds, each sent from its own address (rate 1/s, burst 3)."""
+    settings = settings_for("prod", limits(**{"carecircle:gatewayClientMaxBodySize": "1k"}))
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path_factory.mktemp("limited"), settings, upstreams) as gateway:
+        yield gateway
+
+
+@pytest.mark.parametrize("index, kind", list(enumerate(MALFORMED)))
+def test_malformed_requests_count_and_are_refused_over_the_limit(limited, index, kind):
+    data, answer = MALFORMED[kind]
+    source = f"127.0.5.{index + 1}"
+    plain = kind.endswith("plain HTTP")
+    port = limited.ports.https if kind == "plain HTTP on the HTTPS port" else None
+    statuses = [answered_status(limited.raw(data.replace(b"%s", HOST), tls=not plain and port is None, port=port, source=source)[0])
+                for _ in range(7)]
+    # The first and a burst of 3 get their error, then 429 (the plain-HTTP default server closes the
+    # connection instead); and the address's next valid request is refused too.
+    assert statuses == [answer] * 4 + ["closed" if plain else 429] * 3, statuses
+    assert limited.request("GET", "/api/notes", tls=True, source=source)[0] == 429
+
+
+@pytest.mark.parametrize("index, kind", list(enumerate(MALFORMED_H2)))
+def test_malformed_http2_streams_count_and_are_refused_over_the_limit(limited, index, kind):
+    header_list, answer = MALFORMED_H2[kind]
+    with limited.h2(source=f"127.0.6.{index + 1}") as client:
+        streams = [client.send("", "", raw_headers=header_list, end_stream=not kind.startswith("body"))
+                   for _ in range(7)]
+        responses = client.wait(streams)
+        after = client.request("GET", "/api/notes")
+    assert [r.status for r in responses] == [answer] * 4 + [429] * 3, [(r.status, r.reset) for r in responses]
+    assert all(json.loads(r.body)["statusCode"] == r.status for r in responses)
+    assert after.status == 429
 
 
 # ---- per credential ------------------------------------------------------------------------------

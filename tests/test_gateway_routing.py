@@ -1,6 +1,7 @@
 """The rendered gateway config on a real nginx of production's line: valid for every stack, routing
 correct."""
 
+import os
 import re
 import subprocess
 
@@ -72,3 +73,13 @@ def test_prod_spreads_requests_over_every_replica_over_https(tmp_path):
         echoed = gateway.echo("/api/ping", tls=True, headers={"X-Forwarded-For": "6.6.6.6"})
         assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"  # forged header not passed through
         assert echoed["headers"]["x-forwarded-proto"] == "https"
+
+
+def test_each_worker_is_pinned_to_its_own_core(tmp_path):
+    """worker_processes auto + worker_cpu_affinity auto: one worker per core, each on its own (the
+    kernel would otherwise often leave two on one core: docs/benchmarks.md)."""
+    with stub_upstreams(1) as upstreams, running_gateway(tmp_path, settings_for("dev"), upstreams) as gateway:
+        workers = subprocess.run(["pgrep", "-P", str(gateway.process.pid)], capture_output=True, text=True, timeout=10).stdout.split()
+        masks = [os.sched_getaffinity(int(pid)) for pid in workers]
+    assert len(masks) == os.sysconf("SC_NPROCESSORS_ONLN") and all(len(mask) == 1 for mask in masks), masks
+    assert len(set().union(*masks)) == len(masks), masks

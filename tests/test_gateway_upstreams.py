@@ -73,6 +73,62 @@ def test_retries_are_bounded_in_time(tmp_path):
     assert hits == 1 and elapsed < 2.5, (hits, elapsed)
 
 
+# ---- what is sent to a second replica, by method ---------------------------------------------------
+
+# A replica that failed after it received the request (it closed the connection without an answer,
+# as one that crashed on it): GET, HEAD, OPTIONS, PUT and DELETE are idempotent (RFC 9110 9.2.2) and
+# go to the next replica, up to gatewayProxyNextUpstreamTries; POST and PATCH never.
+REPLAYED = {"GET": 3, "HEAD": 3, "OPTIONS": 3, "PUT": 3, "DELETE": 3, "POST": 1, "PATCH": 1}
+
+
+def send(gateway, protocol: str, method: str, path: str, body) -> tuple[int, bytes]:
+    """One request over HTTP/1.1 or HTTP/2 (TLS); its status and body."""
+    if protocol == "h1":
+        status, _, answer = gateway.request(method, path, tls=True, body=body)
+        return status, answer
+    with gateway.h2() as client:
+        response = client.request(method, path, body=body)
+    return response.status, response.body
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_what_is_sent_again_after_a_replica_failed_on_it(tmp_path, protocol):
+    settings = settings_for("prod", {**OPEN, "carecircle:gatewayUpstreamMaxFails": 100})
+    with closing_replicas(3) as (addresses, accepted), running_gateway(tmp_path, settings, addresses) as gateway:
+        statuses = {send(gateway, protocol, method, "/api/notes", b"{}" if method in ("POST", "PUT", "PATCH") else None)[0]
+                    for method in REPLAYED}
+        entries = [json.loads(line) for line in gateway.access_log(at_least=len(REPLAYED))]
+        time.sleep(0.3)  # the replicas count in their own threads
+    # Each try is an address in the access log's upstream_addr, and a connection a replica accepted.
+    assert {e["method"]: len(e["upstream_addr"].split(", ")) for e in entries} == REPLAYED and statuses == {502}
+    assert sum(accepted) == sum(REPLAYED.values())
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_a_request_no_replica_received_goes_to_the_next_whatever_its_method(tmp_path, protocol):
+    """A refused connection means the request was never sent: every method, its body whole."""
+    settings = settings_for("prod", {**OPEN, "carecircle:gatewayUpstreamMaxFails": 100})
+    with stub_upstreams(2) as upstreams:
+        dead = upstreams[0]
+        upstreams.servers[0].shutdown()
+        upstreams.servers[0].server_close()
+        with running_gateway(tmp_path, settings, [dead, upstreams[1]]) as gateway:
+            body = b'{"note":"' + b"x" * 3000 + b'"}'
+            for method in REPLAYED:
+                # Six requests: at least three on one worker, whose turns alternate between the replicas.
+                for _ in range(6):
+                    sent = body if method in ("POST", "PUT", "PATCH") else None
+                    status, answer = send(gateway, protocol, method, "/api/notes/1?x=%2F", sent)
+                    assert status == 200, (method, status)
+                    if method != "HEAD":
+                        echoed = json.loads(answer)
+                        assert echoed["path"] == "/api/notes/1?x=%2F" and echoed["headers"].get("content-length") == (
+                            str(len(body)) if sent else None), (method, echoed["headers"])
+            entries = [json.loads(line) for line in gateway.access_log(at_least=6 * len(REPLAYED))]
+    # Each method was refused by the dead replica at least once, then answered by the live one.
+    assert {e["method"] for e in entries if e["upstream_addr"] == f"{dead}, {upstreams[1]}"} == set(REPLAYED)
+
+
 # ---- upstream names nginx re-resolves ----------------------------------------------------------
 
 def served_by(gateway, count=9):

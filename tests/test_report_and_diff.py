@@ -29,7 +29,7 @@ def prod_report():
 
 def test_report_lists_each_service_with_its_exposure_and_operability(prod_report):
     services = prod_report["services"]
-    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus", "alertmanager"}
+    assert set(services) == {"api-blue", "workers", "gateway", "nginx-exporter", "prometheus", "alertmanager", "blackbox-exporter"}
     api = services["api-blue"]
     assert api["replicas"] == 3 and api["image"].startswith("ghcr.io/carecircle/api:1.0.0@sha256:")
     assert api["ports"] == [] and api["limits"] == {"memory_mb": 1024, "cpus": "1.0"}
@@ -221,12 +221,13 @@ def test_diff_against_a_git_revision(two_revisions):
 def test_report_lists_what_is_monitored_and_alerted(prod_report):
     monitoring = prod_report["monitoring"]
     assert monitoring["enabled"] and monitoring["retention"] == "30d"
-    assert {t["job"] for t in monitoring["targets"]} == {"prometheus", "alertmanager", "api", "nginx"}
+    assert {t["job"] for t in monitoring["targets"]} == {"prometheus", "alertmanager", "api", "nginx", "gateway-certificate"}
     # What prod ships today (a change to alerts.yml.j2 must show here, and in docs/environments/)
     assert [(a["alert"], a["for"], a["severity"]) for a in monitoring["alerts"]] == [
         ("HighErrorRate", "5m", "critical"), ("SlowResponses", "5m", "warning"), ("QueueBacklog", "10m", "warning"),
         ("HighMemoryUsage", "5m", "warning"), ("TargetDown", "2m", "critical"), ("ApiDown", "2m", "critical"),
-        ("GatewayStatusUnreadable", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical"), ("Watchdog", "0s", "none")]
+        ("GatewayStatusUnreadable", "2m", "critical"), ("QueueWithoutConsumers", "5m", "critical"),
+        ("GatewayCertificateExpiresSoon", "1h", "critical"), ("GatewayCertificateUnreadable", "5m", "critical"), ("Watchdog", "0s", "none")]
     alerts = {a["alert"]: a for a in monitoring["alerts"]}
     assert alerts["HighErrorRate"]["summary"] == "More than 5% of api requests fail"
     assert alerts["HighMemoryUsage"]["summary"] == "{{ $labels.instance }} uses more than 80% of its 1024 MB limit"
@@ -246,7 +247,8 @@ def test_report_alerts_are_the_rules_shipped(prod_report):
         assert row.startswith(f"| {rule['alert']} | {rule.get('for', '0s')} | {rule['labels']['severity']} | ")
 
 
-CRITICAL = ["HighErrorRate", "TargetDown", "ApiDown", "GatewayStatusUnreadable", "QueueWithoutConsumers"]
+CERTIFICATE = ["GatewayCertificateExpiresSoon", "GatewayCertificateUnreadable"]  # prod serves TLS
+CRITICAL = ["HighErrorRate", "TargetDown", "ApiDown", "GatewayStatusUnreadable", "QueueWithoutConsumers", *CERTIFICATE]
 WARNING = ["SlowResponses", "QueueBacklog", "HighMemoryUsage"]
 
 
@@ -257,7 +259,7 @@ def test_report_says_who_gets_which_alert_by_receiver_name_never_its_secret(prod
     assert alerting["alertmanagers"] == ["carecircle-prod-alertmanager"]  # prod on one engine here (the swarm report has two)
     gets = {r["name"]: (r["through"], r["alerts"]) for r in alerting["receivers"]}
     order = ["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage", "TargetDown", "ApiDown", "GatewayStatusUnreadable",
-             "QueueWithoutConsumers"]
+             "QueueWithoutConsumers", *CERTIFICATE]
     assert gets == {"unrouted": ([], []), "dead-mans-switch": (["webhook"], ["Watchdog"]),
                     "slack": (["Slack incoming webhook"], order), "pagerduty": (["PagerDuty Events API v2"], CRITICAL)}
     assert alerting["group_by"] == ["alertname"] and alerting["repeat_interval"] == "4h" and alerting["send_resolved"] is True

@@ -50,7 +50,7 @@ def test_dev_declares_every_service_as_a_local_container(engine_stacks):
 def test_staging_and_prod_run_only_apps_and_gateway(engine_stacks, stack, api, workers):
     expected = [f"carecircle-{stack}-api-blue-{i}" for i in range(1, api + 1)]
     expected += [f"carecircle-{stack}-gateway", f"carecircle-{stack}-nginx-exporter", f"carecircle-{stack}-prometheus",
-                 f"carecircle-{stack}-alertmanager"]
+                 f"carecircle-{stack}-alertmanager", f"carecircle-{stack}-blackbox-exporter"]
     expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
     assert sorted(engine_stacks[stack].containers) == sorted(expected)
 

@@ -105,6 +105,7 @@ def test_each_container_shows_the_node_it_runs_on(reports):
                 # Replicas that differ (each mounts its own volume) are reported apart, under their Docker names.
                 mounted_by = role if len(MONITORING[stack]) == 1 else f"carecircle-{stack}-{role}-{i}"
                 volumes.append({"name": f"carecircle-{stack}-{role}-{i}-data", "protected": True, "mounted_by": mounted_by, "node": host})
+        expected[f"carecircle-{stack}-blackbox-exporter"] = MONITORING[stack][0]  # reads each edge's certificate from another node
         assert placed == expected
         assert data["volumes"] == sorted(volumes, key=lambda v: v["name"])
         assert data["edge_nodes"] == EDGE[stack] and data["monitoring_nodes"] == MONITORING[stack]
@@ -248,6 +249,7 @@ def test_prod_diagram_shows_each_edge_nodes_ports_and_preview_exactly(stacks, re
         ("carecircle_prod_prometheus_1", backend), ("carecircle_prod_prometheus_2", backend),
         ("carecircle_prod_alertmanager_1", backend), ("carecircle_prod_alertmanager_1", egress),
         ("carecircle_prod_alertmanager_2", backend), ("carecircle_prod_alertmanager_2", egress),
+        ("carecircle_prod_blackbox_exporter", edge_net), ("carecircle_prod_blackbox_exporter", backend),
         ("svc_api_blue", edge_net), ("svc_api_blue", backend),
         ("svc_workers", backend), ("svc_workers", egress),
     }

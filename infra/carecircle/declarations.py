@@ -7,9 +7,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 
+from .components.certificate import GatewayCertificate, GatewayCertificateArgs, GatewayTarget
 from .components.common import ContainerRuntime
-from .components.gateway import GatewayArgs, TlsHostPaths
-from .rendering import NginxPaths, gateway_bundle, render_nginx_conf, shipped_tls_files
+from .components.gateway import Gateway, GatewayArgs, TlsHostPaths
+from .rendering import NginxPaths, gateway_bundle, render_challenge_responder_conf, render_nginx_conf, shipped_tls_files
 from .settings import Settings
 
 
@@ -47,9 +48,39 @@ def tracing_env(settings: Settings, service: str, pool: Optional[str] = None) ->
     return env
 
 
-def gateway_bundle_output(settings: Settings, upstream_map: pulumi.Input[Mapping[str, Any]]) -> pulumi.Output[str]:
-    """The gateway configuration bundle for these upstreams; a PEM certificate travels in it, so then
-    it is secret."""
+def gateway_certificate(settings: Settings, gateways: Sequence[tuple[str, Optional[str]]], first: Gateway) -> Optional[GatewayCertificate]:
+    """gatewayTls acme: the certificate of the stack's server name, its challenges answered by every
+    gateway of `gateways` (container name, Docker host) that runs (None in every other mode).
+
+    It waits for the `first` gateway's container only. The others are replaced one after another, each
+    once the one before serves the stack's configuration, which holds this certificate: waiting for them
+    too would be a cycle (a `pulumi up` that never ends). A gateway that does not run yet (the first
+    deploy of a Swarm stack) is out of the load balancer's pool, so the CA's request cannot reach it;
+    the certificate skips it (infra/carecircle/acme.py)."""
+    if settings.gateway_tls != "acme":
+        return None
+    responder = render_challenge_responder_conf(settings)
+    return GatewayCertificate("gateway-certificate", GatewayCertificateArgs(
+        directory=settings.acme_directory,
+        names=[settings.gateway_server_name],
+        email=settings.gateway_acme_email,  # type: ignore[arg-type]
+        account_key=secret_output(settings.gateway_acme_account_key),  # type: ignore[arg-type]
+        renewal_margin_days=settings.gateway_acme_renewal_margin_days,
+        gateways=[GatewayTarget(name, host, responder) for name, host in gateways],
+        containers=[first.container],
+    ))
+
+
+def certificate_outputs(certificate: Optional[GatewayCertificate]) -> dict[str, Any]:
+    """acme: when the certificate the gateways serve expires (not secret), for auditors and the
+    renewal workflow."""
+    return {"gatewayCertificateExpiry": certificate.not_after} if certificate is not None else {}
+
+
+def gateway_bundle_output(settings: Settings, upstream_map: pulumi.Input[Mapping[str, Any]],
+                          certificate: Optional[GatewayCertificate] = None) -> pulumi.Output[str]:
+    """The gateway configuration bundle for these upstreams; a certificate's key (PEM config, or
+    `certificate` in acme mode) travels in it, so then it is secret."""
     paths = NginxPaths()
     resolved = pulumi.Output.from_input(upstream_map)
     if not settings.gateway_tls or settings.gateway_tls_certificate_path:
@@ -60,13 +91,17 @@ def gateway_bundle_output(settings: Settings, upstream_map: pulumi.Input[Mapping
         conf = render_nginx_conf(settings, servers, tls_files=tls)
         return gateway_bundle(paths, conf, {tls.certificate: certificate, tls.key: key})
 
-    pem = pulumi.Output.all(resolved, secret_output(settings.gateway_tls_certificate), secret_output(settings.gateway_tls_key))
+    if certificate is not None:
+        pair = (certificate.certificate, certificate.private_key)
+    else:
+        pair = (secret_output(settings.gateway_tls_certificate), secret_output(settings.gateway_tls_key))  # type: ignore[assignment]
+    pem = pulumi.Output.all(resolved, *pair)
     return pulumi.Output.secret(pem.apply(lambda values: bundle(*values)))
 
 
 def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_name: str, edge_network: pulumi.Input[str],
-                 bundle: pulumi.Input[str], docker_host: Optional[str], upstreams_ready: Sequence[pulumi.Resource],
-                 after: Sequence[pulumi.Resource] = (), balancer_recovery_seconds: Optional[int] = None) -> GatewayArgs:
+                 docker_host: Optional[str], after: Sequence[pulumi.Resource] = (),
+                 balancer_recovery_seconds: Optional[int] = None) -> GatewayArgs:
     """A gateway container's arguments: what differs between platforms is where it runs and what it waits for."""
     tls_host_paths = None
     if settings.gateway_tls and settings.gateway_tls_certificate_path and settings.gateway_tls_key_path:
@@ -75,7 +110,6 @@ def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_nam
         container_name=container_name,
         image=settings.gateway_image,
         edge_network=edge_network,
-        bundle=bundle,
         bind_address=settings.gateway_bind_address,
         http_port=settings.gateway_http_port,
         https_port=settings.gateway_https_port if settings.gateway_tls else None,
@@ -83,7 +117,6 @@ def gateway_args(settings: Settings, runtime: ContainerRuntime, *, container_nam
         tls_host_paths=tls_host_paths,
         runtime=runtime,
         docker_host=docker_host,
-        upstreams_ready=upstreams_ready,
         after=after,
         balancer_recovery_seconds=balancer_recovery_seconds,
     )

@@ -13,6 +13,7 @@ import pulumi_random as random
 
 from .alerting import alertmanager_bundle, alertmanager_names, cluster_flags
 from .components.app_service import AppService, AppServiceArgs, api_health_test, workers_health_test
+from .components.certificate import GatewayCertificate
 from .components.common import ContainerRuntime
 from .components.data_service import DataService, DataServiceArgs, postgres_kind, rabbitmq_kind, redis_kind
 from .components.gateway import Gateway
@@ -21,12 +22,23 @@ from .components.monitoring import (
     Monitoring,
     MonitoringArgs,
     MonitoringReplica,
+    blackbox_exporter,
     nginx_exporter_health,
     postgres_exporter_health,
     redis_exporter_health,
 )
 from .components.network import Networks, NetworksArgs
-from .declarations import container_runtime, gateway_args, gateway_bundle_output, gateway_url, secret_output, stack_labels, tracing_env
+from .declarations import (
+    certificate_outputs,
+    container_runtime,
+    gateway_args,
+    gateway_bundle_output,
+    gateway_certificate,
+    gateway_url,
+    secret_output,
+    stack_labels,
+    tracing_env,
+)
 from .monitoring import prometheus_bundle, stub_status_url
 from .settings import COLORS, Settings
 
@@ -173,10 +185,15 @@ def upstreams(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks, apps: Apps) -> Gateway:
-    return Gateway("gateway", gateway_args(
-        settings, runtime, container_name=settings.docker_name("gateway"), edge_network=networks.edge.name,
-        bundle=gateway_bundle_output(settings, upstreams(settings)), docker_host=settings.docker_host, upstreams_ready=apps.api_containers))
+def declare_gateway(settings: Settings, runtime: ContainerRuntime, networks: Networks,
+                    apps: Apps) -> tuple[Gateway, Optional[GatewayCertificate]]:
+    """The gateway and (gatewayTls acme) its certificate."""
+    gateway = Gateway("gateway", gateway_args(
+        settings, runtime, container_name=settings.docker_name("gateway"), edge_network=networks.edge.name, docker_host=settings.docker_host))
+    certificate = gateway_certificate(settings, [(gateway.args.container_name, gateway.args.docker_host)], gateway)
+    # Applied only once the api containers exist and are healthy (wait=True).
+    gateway.apply(gateway_bundle_output(settings, upstreams(settings), certificate), apps.api_containers)
+    return gateway, certificate
 
 
 def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: Networks, data: DataServices,
@@ -190,6 +207,8 @@ def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: 
         command=[f"--nginx.scrape-uri={stub_status_url(settings)}"],
         health_test=nginx_exporter_health(),
     )]
+    # On the edge network to reach the gateway's HTTPS listener, on the backend one for Prometheus.
+    exporters += filter(None, [blackbox_exporter(settings, [networks.edge.name, networks.backend.name])])
     if "postgres" in data.services:
         exporters.append(ExporterSpec(
             key="postgres-exporter",
@@ -243,11 +262,12 @@ def declare_engine(settings: Settings) -> dict[str, Any]:
     networks = declare_networks(settings)
     data = declare_data_services(settings, runtime, networks)
     apps = declare_apps(settings, runtime, networks, data)
-    gateway = declare_gateway(settings, runtime, networks, apps)
+    gateway, certificate = declare_gateway(settings, runtime, networks, apps)
     monitoring = declare_monitoring(settings, runtime, networks, data, gateway) if settings.monitoring_enabled else None
     monitoring_containers = [*monitoring.exporters, *monitoring.prometheus, *monitoring.alertmanagers] if monitoring else []
     return {
         "gatewayUrl": gateway_url(settings),
+        **certificate_outputs(certificate),
         "containers": [c.name for c in [*data.containers, *apps.api_containers, *apps.workers.containers, gateway.container, *monitoring_containers]],
         "activeColor": settings.api_active_color,
         "networks": [n.name for n in (networks.edge, networks.backend, networks.egress) if n is not None],

@@ -16,11 +16,16 @@ NGINX_EXPORTER_PORT = 9113
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121
 RABBITMQ_METRICS_PORT = 15692
+BLACKBOX_PORT = 9115
+BLACKBOX_CONFIG_PATH = "/etc/blackbox_exporter/carecircle.yml"
+# The blackbox module that reads the certificate a gateway serves.
+CERTIFICATE_MODULE = "gateway_certificate"
 CONFIG_DIR = "/etc/prometheus/carecircle"
 CONFIG_PATH = f"{CONFIG_DIR}/prometheus.yml"
 # Relative to the config file, so a new config is checked with the new rules beside it.
 RULES_PATH = "alerts.yml"
 STUB_STATUS_PATH = "/_gateway/nginx_status"
+GATEWAY_PORTS = GatewayPorts()
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class ScrapeJob:
     groups: list[TargetGroup]
     metrics_path: str = "/metrics"
     params: dict[str, list[str]] = field(default_factory=dict)
+    # Probes: each target is handed to this exporter (host:port), which is what Prometheus scrapes.
+    prober: Optional[str] = None
 
 
 def prometheus_names(settings: Settings) -> list[str]:
@@ -52,6 +59,26 @@ def nginx_exporter_names(settings: Settings) -> list[str]:
     if settings.platform == "swarm":
         return [settings.docker_name("nginx-exporter", str(i)) for i in range(1, len(settings.swarm_edge_hosts) + 1)]
     return [settings.docker_name("nginx-exporter")]
+
+
+def gateway_names(settings: Settings) -> list[str]:
+    """The gateway containers: the engine's one, or one per swarm edge node."""
+    if settings.platform == "swarm":
+        return [settings.docker_name("gateway", str(i)) for i in range(1, len(settings.swarm_edge_hosts) + 1)]
+    return [settings.docker_name("gateway")]
+
+
+def blackbox_exporter_name(settings: Settings) -> str:
+    return settings.docker_name("blackbox-exporter")
+
+
+def render_blackbox_config(settings: Settings) -> str:
+    """The blackbox exporter's module that reads the certificate each gateway serves for the stack's
+    name, the way a client behind the load balancer gets it (the PROXY protocol header first when the
+    gateways take it)."""
+    return templates.get_template("blackbox.yml.j2").render(
+        module=CERTIFICATE_MODULE, server_name=settings.gateway_server_name, proxy_protocol=bool(settings.gateway_load_balancers),
+        https_port=GATEWAY_PORTS.https)
 
 
 def scrape_jobs(settings: Settings, api_services: Optional[Mapping[str, str]] = None) -> list[ScrapeJob]:
@@ -71,6 +98,10 @@ def scrape_jobs(settings: Settings, api_services: Optional[Mapping[str, str]] = 
         ScrapeJob("api", api, settings.api_metrics_path),
         ScrapeJob("nginx", [TargetGroup([f"{name}:{NGINX_EXPORTER_PORT}" for name in nginx_exporter_names(settings)])]),
     ]
+    if settings.gateway_tls:
+        # From outside each gateway: the certificate it actually serves.
+        jobs.append(ScrapeJob("gateway-certificate", [TargetGroup([f"{name}:{GATEWAY_PORTS.https}" for name in gateway_names(settings)])],
+                              "/probe", {"module": [CERTIFICATE_MODULE]}, prober=f"{blackbox_exporter_name(settings)}:{BLACKBOX_PORT}"))
     if settings.postgres_mode == "container":
         jobs.append(ScrapeJob("postgres", [TargetGroup([f"{settings.docker_name('postgres-exporter')}:{POSTGRES_EXPORTER_PORT}"])]))
     if settings.redis_mode == "container":
@@ -107,9 +138,6 @@ def render_alert_rules(settings: Settings) -> str:
 def _number(value: float) -> str:
     """5.0 -> "5", 0.5 -> "0.5": thresholds read as an operator wrote them."""
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-GATEWAY_PORTS = GatewayPorts()
 
 
 def stub_status_url(settings: Settings, gateway: Optional[int] = None) -> str:

@@ -23,6 +23,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from .components.certificate import ACME_CERTIFICATE_TYPE, OFFLINE_CERTIFICATE, OFFLINE_PRIVATE_KEY
 from .provider_semantics import AUTONAMED, replaces
 from .settings import ConfigError
 from .stackfiles import REPO_ROOT, load_stack_config
@@ -48,6 +49,8 @@ class DeclaredResource:
     id: str = ""  # the id the engine (here, the mocks) gave it
     # input name -> the urns whose outputs that input took (the engine's propertyDependencies)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    # Outputs the engine makes secret whatever the provider returns (additional_secret_outputs).
+    additional_secret_outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -122,12 +125,15 @@ def _fake_value(name: str, length: int) -> str:
 class EngineLikeMocks(pulumi.runtime.Mocks):
     """Resource outputs as the engine would return them, for the resources this program uses."""
 
-    def __init__(self, evaluation: Optional["Evaluation"] = None, renamed: Optional[Mapping[str, int]] = None):
+    def __init__(self, evaluation: Optional["Evaluation"] = None, renamed: Optional[Mapping[str, int]] = None,
+                 resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None):
         self.evaluation = evaluation
         # Logical name -> how many times the engine has named it anew (replacements it was asked for, `--replace`).
         self.renamed = dict(renamed or {})
         # (type, name) -> the resource's ignore_changes paths (filled by RecordingMonitor before each registration)
         self.ignored: dict[tuple[str, str], tuple[str, ...]] = {}
+        # Outputs a real provider returned, by resource name (a test that ran it, as the engine does).
+        self.resource_outputs = resource_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
@@ -155,6 +161,13 @@ class EngineLikeMocks(pulumi.runtime.Mocks):
             state["hex"] = hashlib.sha256(f"{args.name}:{keepers}".encode()).hexdigest()[: 2 * int(args.inputs.get("byteLength", 4))]
         elif args.typ == "docker:index/image:Image":
             state["repoDigest"] = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
+        elif args.typ == ACME_CERTIFICATE_TYPE:
+            outputs = self.resource_outputs.get(args.name) or {
+                "certificate": OFFLINE_CERTIFICATE, "private_key": OFFLINE_PRIVATE_KEY, "not_before": "", "not_after": ""}
+            # additional_secret_outputs: the engine makes the key a secret.
+            state.update({**outputs, "private_key": pulumi.Output.secret(outputs["private_key"])})
+            if self.evaluation is not None:
+                self.evaluation.secret_values.add(outputs["private_key"])
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -200,6 +213,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=tuple(request.ignoreChanges),
                 autoname=outputs.get("name", "") if request.type in AUTONAMED and "name" not in inputs else "",
                 id=response.id,
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
             ))
         return response
 
@@ -217,10 +231,13 @@ def evaluate_config(
     secret_keys: set[str],
     program: Optional[Callable[[], None]] = None,
     renamed: Optional[Mapping[str, int]] = None,
+    resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Evaluation:
     """Run `program` (default: the CareCircle program) under mocks with this config. `renamed`: logical name
     -> how many times a replacement (a `--replace`, or a change the provider replaces) named that resource
-    anew: each time, a new generated name, as the engine's Check without the old inputs draws."""
+    anew: each time, a new generated name, as the engine's Check without the old inputs draws.
+    `resource_outputs` (by resource name) are what real providers returned for resources the mocks cannot
+    make up."""
     if program is None:
         from .program import declare_stack as program
 
@@ -233,7 +250,7 @@ def evaluate_config(
     loop.set_default_executor(pool)
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys))
-    mocks = EngineLikeMocks(evaluation, renamed)
+    mocks = EngineLikeMocks(evaluation, renamed, resource_outputs)
     monitor = RecordingMonitor(mocks, evaluation)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     # set_mocks keeps the previous run's root stack (pulumi#8280); each evaluation gets its own.
@@ -281,9 +298,10 @@ def evaluate_stack(
     overrides: Optional[Mapping[str, Any]] = None,
     secrets: Optional[Mapping[str, str]] = None,
     renamed: Optional[Mapping[str, int]] = None,
+    resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Evaluation:
     """Evaluate a stack from its files, changed as stack_config says (and `renamed` named anew)."""
-    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets), renamed=renamed)
+    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets), renamed=renamed, resource_outputs=resource_outputs)
 
 
 def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None,

@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence, Union
 import jinja2
 
 from .settings import Settings
+from .settings.types import nginx_size_bytes
 
 TEMPLATES = Path(__file__).parent / "templates"
 HEALTH_PATHS = ("/health", "/ready", "/live")
@@ -80,6 +81,12 @@ class NginxPaths:
     def active_conf(self) -> str:
         return f"{self.config_dir}/active.conf"
 
+    @property
+    def acme_root(self) -> str:
+        """Served at /.well-known/acme-challenge/ on the HTTP port: ACME HTTP-01 tokens live under it
+        (templates/gateway-challenge.sh writes them)."""
+        return f"{self.config_dir}/acme"
+
 
 @dataclass(frozen=True)
 class Upstream:
@@ -114,6 +121,30 @@ APPLY_SCRIPT = (TEMPLATES / "gateway-apply.sh").read_text()
 CONFIG_ID_PLACEHOLDER = "@config-id@"
 
 
+def decimal_above(limit: int) -> str:
+    """A regex (PCRE, unanchored) matching the decimal numbers, without leading zeros, above
+    `limit`: nginx maps compare text, so a number is compared digit by digit. A longer number, or
+    one of the same length that keeps the first i digits of `limit` and has a larger next one."""
+    digits = str(limit)
+    longer = f"[1-9][0-9]{{{len(digits)},}}"
+    same_length = []
+    for i, digit in enumerate(digits):
+        if digit == "9":
+            continue
+        rest = len(digits) - i - 1
+        larger = "9" if digit == "8" else f"[{int(digit) + 1}-9]"
+        same_length.append(digits[:i] + larger + ("" if rest == 0 else "[0-9]" if rest == 1 else f"[0-9]{{{rest}}}"))
+    return "(?:" + "|".join([longer, *same_length]) + ")"
+
+
+def cors_origin_regex(origin: str) -> str:
+    """An allowed origin as a map key: anchored patterns as configured, an exact origin as a
+    case-sensitive regex that matches it only (a map's plain strings ignore case)."""
+    if origin.startswith("~"):
+        return origin
+    return "~^" + re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", origin) + "$"
+
+
 def shipped_tls_files(paths: NginxPaths, certificate: str, key: str) -> TlsFiles:
     """Paths of a PEM certificate shipped in the bundle: a directory per certificate, so a new one is
     tested beside the one in use and the old one is removed only after the reload."""
@@ -143,7 +174,22 @@ def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) 
 def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
     """What the gateway container starts with, before its configuration is applied: health only.
     It depends on nothing that changes, so it never forces the container to be replaced."""
-    return jinja_templates.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths)
+    return jinja_templates.get_template("bootstrap.conf.j2").render(ports=ports, paths=paths, responder=None)
+
+
+@dataclass(frozen=True)
+class ChallengeResponder:
+    """How a gateway still on its bootstrap configuration answers ACME HTTP-01 challenges."""
+
+    proxy_protocol: bool
+
+
+def render_challenge_responder_conf(settings: Settings, ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
+    """The bootstrap configuration that also answers ACME challenges on the HTTP port (a stack's first
+    certificate is requested before its gateways have a stack configuration, which needs the
+    certificate). gateway-challenge.sh installs it only on a gateway still on its bootstrap."""
+    return jinja_templates.get_template("bootstrap.conf.j2").render(
+        ports=ports, paths=paths, responder=ChallengeResponder(proxy_protocol=bool(settings.gateway_load_balancers)))
 
 
 def render_nginx_conf(
@@ -189,6 +235,9 @@ def render_nginx_conf(
         access_log_buffer=ACCESS_LOG_BUFFER,
         access_log_flush=ACCESS_LOG_FLUSH,
         session_cookie_regex=re.escape(settings.gateway_session_cookie),
+        cors_origins=[cors_origin_regex(origin) for origin in settings.gateway_cors_origins],
+        body_limit_bytes=nginx_size_bytes(settings.gateway_client_max_body_size),
+        body_size_above=decimal_above(nginx_size_bytes(settings.gateway_client_max_body_size)),
         proxy_protocol=bool(settings.gateway_load_balancers),
     )
     # The id names this exact file, so the apply script can tell when nginx serves it.

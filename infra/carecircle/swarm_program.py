@@ -14,17 +14,20 @@ import pulumi_random as random
 
 from .alerting import alertmanager_bundle, alertmanager_names, cluster_entrypoint, cluster_flags
 from .components.app_service import api_health_test, workers_health_test
+from .components.certificate import GatewayCertificate
 from .components.common import ContainerRuntime
 from .components.gateway import Gateway
-from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, MonitoringReplica, nginx_exporter_health
+from .components.monitoring import ExporterSpec, Monitoring, MonitoringArgs, MonitoringReplica, blackbox_exporter, nginx_exporter_health
 from .components.overlay_network import OverlayNetworks, OverlayNetworksArgs
 from .components.swarm_preflight import SwarmPreflight, SwarmPreflightArgs
 from .components.swarm_secrets import SwarmSecrets, SwarmSecretsArgs
 from .components.swarm_service import Resources, Rollout, SecretFile, SwarmService, SwarmServiceArgs
 from .declarations import (
+    certificate_outputs,
     container_runtime,
     gateway_args,
     gateway_bundle_output,
+    gateway_certificate,
     gateway_url,
     secret_output,
     stack_labels,
@@ -151,23 +154,29 @@ def swarm_upstreams(settings: Settings, services: Mapping[str, str]) -> dict[str
 
 
 def declare_gateways(settings: Settings, runtime: ContainerRuntime, networks: OverlayNetworks, pools: dict[str, SwarmService],
-                     providers: list[docker.Provider]) -> list[Gateway]:
+                     providers: list[docker.Provider]) -> tuple[list[Gateway], Optional[GatewayCertificate]]:
     """A gateway container on each edge node, reloaded in place as in engine mode (no Swarm config,
     which would restart it): its upstreams are the pools' tasks by DNS name. Each waits for the one
-    before it, so replacements (delete-first) go one edge at a time."""
+    before it, so replacements (delete-first) go one edge at a time. acme: one certificate, its
+    challenges answered by every edge's gateway that runs (declarations.gateway_certificate)."""
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
-    bundle = gateway_bundle_output(settings, names.apply(lambda services: swarm_upstreams(settings, services)))
+    upstreams = names.apply(lambda services: swarm_upstreams(settings, services))
+    edges = [(settings.docker_name("gateway", str(index)), host) for index, host in enumerate(settings.swarm_edge_hosts, 1)]
     gateways: list[Gateway] = []
-    for index, (host, provider) in enumerate(zip(settings.swarm_edge_hosts, providers, strict=True), 1):
-        gateways.append(Gateway(f"gateway-{index}", gateway_args(
-            settings, runtime, container_name=settings.docker_name("gateway", str(index)), edge_network=networks.edge.name,
-            bundle=bundle, docker_host=host,
-            # Switched only once every pool it names rolled out completely.
-            upstreams_ready=[pool.rollout for pool in pools.values()],
+    certificate, bundle = None, None
+    for index, ((container_name, host), provider) in enumerate(zip(edges, providers, strict=True), 1):
+        gateway = Gateway(f"gateway-{index}", gateway_args(
+            settings, runtime, container_name=container_name, edge_network=networks.edge.name, docker_host=host,
             after=[gateways[-1].serving] if gateways else [],
-            balancer_recovery_seconds=settings.swarm_balancer_recovery_seconds if len(settings.swarm_edge_hosts) > 1 else None,
-        ), pulumi.ResourceOptions(providers=[provider])))
-    return gateways
+            balancer_recovery_seconds=settings.swarm_balancer_recovery_seconds if len(edges) > 1 else None,
+        ), pulumi.ResourceOptions(providers=[provider]))
+        if bundle is None:
+            certificate = gateway_certificate(settings, edges, gateway)
+            bundle = gateway_bundle_output(settings, upstreams, certificate)
+        # Switched only once every pool it names rolled out completely.
+        gateway.apply(bundle, [pool.rollout for pool in pools.values()])
+        gateways.append(gateway)
+    return gateways, certificate
 
 
 def node_provider(name: str, host: str, settings: Settings) -> docker.Provider:
@@ -204,6 +213,8 @@ def declare_monitoring(settings: Settings, runtime: ContainerRuntime, networks: 
         provider=node_provider(f"monitoring-node-{index}", host, settings),
     ) for index, (host, prometheus, alertmanager) in enumerate(zip(
         settings.swarm_monitoring_hosts, prometheus_names(settings), alertmanager_names(settings), strict=True), 1)]
+    # On the first monitoring node, so each edge's certificate is read from another host.
+    exporters += filter(None, [blackbox_exporter(settings, [networks.edge.name, networks.backend.name])])
     names = pulumi.Output.all(**{color: pool.service.name for color, pool in pools.items()})
     return Monitoring("monitoring", MonitoringArgs(
         prometheus_image=settings.prometheus_image,
@@ -234,10 +245,11 @@ def declare_swarm(settings: Settings) -> dict[str, Any]:
     pools, workers = declare_apps(settings, networks, secrets)
     runtime = container_runtime(settings)
     edge_providers = [node_provider(f"edge-node-{index}", host, settings) for index, host in enumerate(settings.swarm_edge_hosts, 1)]
-    gateways = declare_gateways(settings, runtime, networks, pools, edge_providers)
+    gateways, certificate = declare_gateways(settings, runtime, networks, pools, edge_providers)
     monitoring = declare_monitoring(settings, runtime, networks, pools, gateways, edge_providers) if settings.monitoring_enabled else None
     return {
         "gatewayUrl": gateway_url(settings),
+        **certificate_outputs(certificate),
         "activeColor": settings.api_active_color,
         "services": [s.service.name for s in [*pools.values(), *([workers] if workers else [])]],
         "containers": [c.name for c in [*(g.container for g in gateways),

@@ -154,6 +154,8 @@ class DeployedStack:
     evaluations: list[Evaluation] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # local tag -> the digest-pinned reference in the test registry
     renamed: dict[str, int] = field(default_factory=dict)  # logical name -> times a replacement named it anew
+    # Outputs of resources a real provider made outside the applier (tests/swarm/acme.py), by name.
+    resource_outputs: dict[str, dict] = field(default_factory=dict)
 
     def hosts(self) -> dict[str, str]:
         return {MANAGER_HOST: self.cluster[self.manager].host_url,
@@ -163,7 +165,8 @@ class DeployedStack:
     def evaluate(self, **changes: Any) -> Evaluation:
         """The staging stack with these config changes (keys without the carecircle: namespace)."""
         overrides = {**self.config, **{(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()}}
-        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets, renamed=self.renamed)
+        return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets, renamed=self.renamed,
+                              resource_outputs=self.resource_outputs)
 
     def apply(self, evaluation: Optional[Evaluation] = None, replace: tuple[str, ...] = (), **changes: Any):
         """Apply the stack (with these changes, which then stay) as `pulumi up` would (`--replace` these names)."""

@@ -133,6 +133,26 @@ def _services(containers: list[DeclaredResource], fragments: set[str]) -> dict[s
     return services
 
 
+def _acme_lines(acme: Optional[dict[str, Any]]) -> list[str]:
+    if acme is None:
+        return []
+    expires = acme["expires"] or "known after `pulumi up`: `pulumi stack output gatewayCertificateExpiry`"
+    alert = f"; alert below {acme['expiry_alert_days']} days left" if acme["expiry_alert_days"] else ""
+    return [f"- Certificate (ACME): directory {_code(acme['directory'])}, names {', '.join(_code(n) for n in acme['names'])}, "
+            f"renewed by the first `pulumi up` within {acme['renewal_margin_days']} days of expiry{alert}; current one expires: {expires}"]
+
+
+def _acme(evaluation: Evaluation, settings: Settings) -> Optional[dict[str, Any]]:
+    """gatewayTls acme: where the certificate comes from, for which names, when it is renewed, and
+    when the one the gateways serve expires (known once `pulumi up` has run)."""
+    if settings.gateway_tls != "acme":
+        return None
+    return {"directory": settings.acme_directory, "names": [settings.gateway_server_name],
+            "renewal_margin_days": settings.gateway_acme_renewal_margin_days,
+            "expires": evaluation.outputs.get("gatewayCertificateExpiry") or None,
+            "expiry_alert_days": settings.alert_certificate_expiry_days if settings.monitoring_enabled else None}
+
+
 def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
     """The report as plain data (what `--format json` prints)."""
     fragments = secret_fragments(evaluation.secret_values)
@@ -151,7 +171,8 @@ def build(evaluation: Evaluation, settings: Settings) -> dict[str, Any]:
             "url": evaluation.outputs.get("gatewayUrl"),
             "server_name": settings.gateway_server_name,
             "tls": settings.gateway_tls_profile if settings.gateway_tls else "off",
-            "certificate": ("host paths" if settings.gateway_tls_certificate_path else "stack secrets (PEM)") if settings.gateway_tls else None,
+            "certificate": settings.gateway_tls_mode if settings.gateway_tls else None,
+            "acme": _acme(evaluation, settings),
             "active_pool": settings.api_active_color,
             "routes": [{"path": r.path, "service": r.service, "strip_prefix": r.strip_prefix} for r in settings.gateway_routes]
                       + [{"path": p, "service": "api", "strip_prefix": False} for p in ("/health", "/ready", "/live")],
@@ -326,6 +347,7 @@ def markdown(report: dict[str, Any], diagram: Optional[str] = None) -> str:
         *hosts,
         f"- Gateway: {g['url']} (server name {_code(g['server_name'])}), TLS: **{g['tls']}**"
         + (f", certificate from {g['certificate']}" if g["certificate"] else ""),
+        *_acme_lines(g["acme"]),
         f"- Active api pool: **{g['active_pool']}**" + preview,
         f"- Rate limit: {g['rate_limit']}; CORS origins: " + (", ".join(_code(o) for o in g["cors_origins"]) or "none"),
         "",

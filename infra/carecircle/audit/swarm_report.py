@@ -18,6 +18,7 @@ import re
 import tarfile
 from typing import Any, Iterable, Optional
 
+from ..components.certificate import ACME_CERTIFICATE_TYPE
 from ..offline import DeclaredResource, Evaluation
 from ..settings import COLORS, SECRET_FIELDS, Settings, full_key
 
@@ -331,6 +332,9 @@ def secrets(evaluation: Evaluation, settings: Settings, services_: dict[str, dic
              for key, value in sorted(config.items()) if key not in carried]
     other += [{"name": r.name, "source": f"generated (pulumi-random, {int(r.inputs['length'])} characters)", "travels_in": []}
               for r in sorted(randoms.values(), key=lambda r: r.name) if r.name not in carried]
+    other += [{"name": f"{r.name}.private_key", "source": f"made where `pulumi up` runs, certified by {r.inputs['directory']} (a Pulumi secret output)",
+               "travels_in": sorted({c for value in evaluation.secret_values for c in _carriers(evaluation, value) if ".stdin" in c})}
+              for r in evaluation.of_type(ACME_CERTIFICATE_TYPE)]
     return swarm, other
 
 

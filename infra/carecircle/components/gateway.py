@@ -1,8 +1,10 @@
 """The nginx gateway: the only container that publishes ports in staging and prod.
 
 The container is created once with a constant bootstrap configuration. The stack's configuration
-(routes, active pool, limits, CORS, certificates) is applied to the running container by a
-pulumi-command resource that pipes a bundle into `docker exec ... sh -c <gateway-apply.sh>`:
+(routes, active pool, limits, CORS, certificates) is applied to the running container (`apply`, once
+the program has the bundle: in gatewayTls acme mode the certificate is obtained after every gateway
+container exists) by a pulumi-command resource that pipes a bundle into
+`docker exec ... sh -c <gateway-apply.sh>`:
 `nginx -t`, swap, graceful reload. Changing the configuration therefore updates that command, never
 the container: no replacement, no restart, no dropped connection. The docker CLI reaches the same
 engine as the provider (DOCKER_HOST = docker:host, ssh:// included).
@@ -32,8 +34,6 @@ class GatewayArgs:
     container_name: str
     image: str
     edge_network: pulumi.Input[str]
-    # The base64 tar gateway-apply.sh takes (secret when it holds a private key).
-    bundle: pulumi.Input[str]
     bind_address: str
     http_port: int
     https_port: Optional[int]  # None: TLS off
@@ -41,9 +41,6 @@ class GatewayArgs:
     tls_host_paths: Optional[TlsHostPaths]
     runtime: ContainerRuntime
     docker_host: Optional[str]
-    # Applied only once these exist (containers created with wait=True: healthy; swarm rollout gates:
-    # rolled out): a switch in the same `pulumi up` as a new pool never routes to replicas still starting.
-    upstreams_ready: Sequence[pulumi.Resource]
     # Swarm edge gateways: replaced one after another, the next only once the one before serves again and
     # the load balancer had `balancer_recovery_seconds` to take it back (None: a single gateway, engine stacks).
     after: Sequence[pulumi.Resource] = ()
@@ -60,6 +57,7 @@ class Gateway(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("carecircle:gateway:Gateway", name, None, opts)
+        self._name = name
         volumes = None
         if args.tls_host_paths is not None:
             volumes = [
@@ -93,15 +91,21 @@ class Gateway(pulumi.ComponentResource):
             # anyway): waiting for the gateway before it keeps one gateway serving at every moment.
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
+        self.args = args
+        self.register_outputs({"container": self.container.name})
+
+    def apply(self, bundle: pulumi.Input[str], upstreams_ready: Sequence[pulumi.Resource]) -> None:
+        """Apply the configuration `bundle` (the base64 tar gateway-apply.sh takes; secret when it holds
+        a private key) once `upstreams_ready` exist (containers created with wait=True: healthy; swarm
+        rollout gates: rolled out): a switch in the same `pulumi up` as a new pool never routes to
+        replicas still starting."""
         self.config = apply_in_container(
-            f"{name}-config", self.container, args.container_name, APPLY_SCRIPT, args.bundle, args.docker_host,
-            # Applied only once the api containers exist and are healthy (wait=True).
-            depends_on=args.upstreams_ready, parent=self,
+            f"{self._name}-config", self.container, self.args.container_name, APPLY_SCRIPT, bundle, self.args.docker_host,
+            depends_on=upstreams_ready, parent=self,
         )
         self.serving = self.config
-        if args.balancer_recovery_seconds:
+        if self.args.balancer_recovery_seconds:
             # Runs when the container is new (first deploy, replacement): the balancer's time to re-admit it.
             self.serving = command.local.Command(
-                f"{name}-readmitted", create=f"sleep {args.balancer_recovery_seconds}", triggers=[self.container.id],
+                f"{self._name}-readmitted", create=f"sleep {self.args.balancer_recovery_seconds}", triggers=[self.container.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config]))
-        self.register_outputs({"container": self.container.name})

@@ -18,7 +18,17 @@ from ..alerting import APPLY_SCRIPT as ALERTMANAGER_APPLY_SCRIPT
 from ..alerting import BOOTSTRAP_CONFIG as ALERTMANAGER_BOOTSTRAP
 from ..alerting import CONFIG_PATH as ALERTMANAGER_CONFIG_PATH
 from ..alerting import DATA_DIR as ALERTMANAGER_DATA_DIR
-from ..monitoring import APPLY_SCRIPT, BOOTSTRAP_CONFIG, CONFIG_PATH, POSTGRES_EXPORTER_PORT, PROMETHEUS_PORT
+from ..monitoring import (
+    APPLY_SCRIPT,
+    BLACKBOX_CONFIG_PATH,
+    BOOTSTRAP_CONFIG,
+    CONFIG_PATH,
+    POSTGRES_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    blackbox_exporter_name,
+    render_blackbox_config,
+)
+from ..settings import Settings
 from .common import ContainerRuntime, apply_in_container, data_volume
 
 
@@ -33,7 +43,9 @@ class ExporterSpec:
     health_test: list[str]
     command: Optional[list[str]] = None
     envs: Optional[pulumi.Input[Sequence[pulumi.Input[str]]]] = None
-    # Swarm: the engine of the edge node whose gateway it reads (default: the engine of the replica).
+    # (path, content) of a configuration file the exporter starts with.
+    config_file: Optional[tuple[str, str]] = None
+    # Swarm: the engine of the edge node whose gateway it reads (default: the first monitoring node's).
     provider: Optional[pulumi.ProviderResource] = None
 
 
@@ -90,6 +102,7 @@ class Monitoring(pulumi.ComponentResource):
                 image=spec.image,
                 command=spec.command,
                 envs=spec.envs,
+                uploads=[docker.ContainerUploadArgs(file=spec.config_file[0], content=spec.config_file[1])] if spec.config_file else None,
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network) for network in spec.networks],
                 healthcheck=args.runtime.healthcheck(spec.health_test, start_period="10s"),
                 **args.runtime.container_kwargs(spec.key),
@@ -168,6 +181,19 @@ def nginx_exporter_health() -> list[str]:
     # The image is FROM scratch (no shell, no wget): the check proves the binary runs; whether it
     # serves is Prometheus's `up` (TargetDown), whether it reads the gateway `nginx_up` (GatewayStatusUnreadable).
     return ["CMD", "/usr/bin/nginx-prometheus-exporter", "--version"]
+
+
+def blackbox_exporter_health() -> list[str]:
+    return ["CMD", "/bin/blackbox_exporter", "--version"]
+
+
+def blackbox_exporter(settings: Settings, networks: Sequence[pulumi.Input[str]]) -> Optional[ExporterSpec]:
+    """TLS stacks: the exporter that probes the certificate each gateway serves, from outside it."""
+    if not settings.gateway_tls:
+        return None
+    return ExporterSpec(key="blackbox-exporter", container_name=blackbox_exporter_name(settings), image=settings.blackbox_exporter_image,
+                        networks=networks, health_test=blackbox_exporter_health(), command=[f"--config.file={BLACKBOX_CONFIG_PATH}"],
+                        config_file=(BLACKBOX_CONFIG_PATH, render_blackbox_config(settings)))
 
 
 def redis_exporter_health() -> list[str]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Iterator, Literal, Optional
+from typing import Annotated, Any, Iterator, Literal, Optional, Union
 
 from pydantic import BeforeValidator
 
-from .address_types import Cidr, ImageRef, IPv4Address, covers_everyone
+from .address_types import Cidr, HttpUrl, ImageRef, IPv4Address, covers_everyone
 from .base import Environment, Section, Violation, cross_rule, key
 from .secret_types import CERTIFICATE, PRIVATE_KEY, secret
 from .types import (
@@ -25,6 +25,10 @@ from .types import (
     text_type,
 )
 
+# Let's Encrypt's ACME directories: production for prod, its staging CA (untrusted certificates, far
+# higher rate limits) for every other stack, unless gatewayAcmeDirectory names another.
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # A year: the HSTS preload list's floor, and what a production site should promise at least.
 PROD_MIN_HSTS_MAX_AGE = 31_536_000
 ROUTES_EXAMPLE = '[{"path":"/api/","service":"api"}]'
@@ -92,6 +96,20 @@ FailTimeout = nginx_time(3600, seconds_only=True)
 HstsMaxAge = config_int(0, 2**31 - 1)
 Certificate = secret(CERTIFICATE)
 PrivateKey = secret(PRIVATE_KEY)
+RenewalMarginDays = config_int(1, 3650)
+Email = text_type(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", "must be an e-mail address such as ops@carecircle.example")
+
+
+def _tls_mode(value: Any) -> Any:
+    # `acme`, or a boolean spelled as Pulumi's Config.get_bool takes it.
+    if value == "acme":
+        return value
+    if isinstance(value, bool) or value in ("true", "True", "false", "False"):
+        return value in (True, "true", "True")
+    raise rule("must be true, false or acme")
+
+
+TlsMode = Annotated[Union[bool, Literal["acme"]], BeforeValidator(_tls_mode)]
 
 
 class Route(Section):
@@ -117,13 +135,25 @@ class GatewaySettings(Section):
     gateway_routes: list[Route] = key(
         "Routes: list of {path, service, stripPrefix, websocket}. /health, /ready and /live always reach the api.",
         [{"path": "/api/", "service": "api"}])
-    gateway_tls: ConfigBool = key("Serve HTTPS (required in staging/prod).", True)
+    gateway_tls: TlsMode = key(
+        "Serve HTTPS (required in staging/prod): true (the certificate from gatewayTlsCertificate/Key or the host paths), "
+        "acme (obtained and renewed from gatewayAcmeDirectory, docs/certificates.md) or false.", True)
     gateway_tls_certificate: Optional[Certificate] = key("PEM certificate chain, when not read from gatewayTlsCertificatePath.", "<PEM>", default=None)
     gateway_tls_key: Optional[PrivateKey] = key("PEM private key, when not read from gatewayTlsKeyPath.", "<PEM>", default=None)
     gateway_tls_certificate_path: Optional[HostPath] = key(
         "Path of the certificate chain on the Docker host (mounted read-only).", "/etc/carecircle/tls/fullchain.pem", default=None)
     gateway_tls_key_path: Optional[HostPath] = key(
         "Path of the private key on the Docker host (mounted read-only).", "/etc/carecircle/tls/privkey.pem", default=None)
+    gateway_acme_directory: Optional[HttpUrl] = key(
+        f"ACME directory the certificate comes from (gatewayTls acme); unset: Let's Encrypt ({LETS_ENCRYPT}) for prod, "
+        f"its staging CA ({LETS_ENCRYPT_STAGING}) for every other stack.", LETS_ENCRYPT, default=None)
+    gateway_acme_email: Optional[Email] = key("Contact e-mail of the ACME account (gatewayTls acme).", "ops@carecircle.example", default=None)
+    gateway_acme_account_key: Optional[PrivateKey] = key(
+        "PEM private key of the ACME account, EC P-256 or RSA (gatewayTls acme): "
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 | pulumi config set --secret carecircle:gatewayAcmeAccountKey",
+        "<PEM>", default=None)
+    gateway_acme_renewal_margin_days: RenewalMarginDays = key(
+        "gatewayTls acme: the first `pulumi up` less than this many days before the certificate expires renews it.", 30)
     gateway_tls_profile: Literal["modern", "intermediate"] = key(
         "Mozilla TLS profile: modern (TLS 1.3 only) or intermediate (TLS 1.2 + 1.3).", "intermediate")
     gateway_hsts_max_age: HstsMaxAge = key(f"Strict-Transport-Security max-age in seconds (TLS only; prod: at least {PROD_MIN_HSTS_MAX_AGE}).", 63072000)
@@ -165,14 +195,40 @@ class GatewaySettings(Section):
     gateway_cors_allow_credentials: ConfigBool = key(
         "Send Access-Control-Allow-Credentials to allowed origins (the origin is echoed, never *).", False)
 
+    @property
+    def gateway_tls_mode(self) -> str:
+        """Where the certificate comes from: off, acme, host paths or stack secrets (PEM)."""
+        if not self.gateway_tls:
+            return "off"
+        if self.gateway_tls == "acme":
+            return "acme"
+        return "host paths" if self.gateway_tls_certificate_path else "stack secrets (PEM)"
+
+    @property
+    def acme_directory(self) -> str:
+        """The ACME directory in use: the configured one, else Let's Encrypt's for the environment."""
+        return self.gateway_acme_directory or (LETS_ENCRYPT if self.environment == "prod" else LETS_ENCRYPT_STAGING)
+
     @cross_rule
     def _tls_in_production(self, environment: Environment) -> Iterator[Violation]:
         if environment.strict and not self.gateway_tls:
             yield Violation("gateway_tls", f"{environment.strict} serves HTTPS only", True)
 
     @cross_rule
+    def _acme_account(self, environment: Environment) -> Iterator[Violation]:
+        if self.gateway_tls != "acme":
+            return
+        if self.gateway_acme_account_key is None:
+            yield Violation("gateway_acme_account_key", "gatewayTls acme needs the ACME account's private key (a secret)")
+        if self.gateway_acme_email is None:
+            yield Violation("gateway_acme_email", "gatewayTls acme needs the ACME account's contact e-mail")
+        for field in ("gateway_tls_certificate", "gateway_tls_key", "gateway_tls_certificate_path", "gateway_tls_key_path"):
+            if getattr(self, field) is not None:
+                yield Violation(field, "gatewayTls acme obtains the certificate itself: remove this key", "")
+
+    @cross_rule
     def _certificate_and_key(self, environment: Environment) -> Iterator[Violation]:
-        if not self.gateway_tls:
+        if self.gateway_tls is not True:
             return
         pem = (self.gateway_tls_certificate is not None, self.gateway_tls_key is not None)
         path = (self.gateway_tls_certificate_path is not None, self.gateway_tls_key_path is not None)

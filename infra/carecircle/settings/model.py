@@ -53,7 +53,7 @@ class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, Moni
         fields = ["gateway_image", "workers_image", *(f"api_{color}_image" for color in ("blue", "green") if self.pool_runs(color))]
         fields += [f"{service}_image" for service in ("postgres", "redis", "rabbitmq") if getattr(self, f"{service}_mode") == "container"]
         if self.monitoring_enabled:
-            fields += ["prometheus_image", "alertmanager_image", "nginx_exporter_image"]
+            fields += ["prometheus_image", "alertmanager_image", "nginx_exporter_image", *(["blackbox_exporter_image"] if self.gateway_tls else [])]
             fields += [f"{service}_exporter_image" for service in ("postgres", "redis") if getattr(self, f"{service}_mode") == "container"]
         return fields
 

@@ -13,6 +13,7 @@ Percent = config_float(0, 100, exclusive_minimum=True)
 Seconds = config_float(0, 3600, exclusive_minimum=True)
 SampleRate = config_float(0, 1)
 QueueDepth = config_int(1, 1_000_000_000)
+ExpiryDays = config_int(1, 3650)
 SentryDsn = secret(SENTRY_DSN)
 Retention = prometheus_duration("hdwy", "15d")
 ScrapeInterval = prometheus_duration("sm", "15s")
@@ -32,11 +33,25 @@ class MonitoringSettings(Section):
     alert_latency_p95_seconds: Seconds = key("Alert when the api's p95 response time exceeds this (5 min).", 2)
     alert_queue_depth: QueueDepth = key("Alert when a queue holds more waiting jobs/messages than this (10 min).", 1000)
     alert_memory_percent: Percent = key("Alert when an api replica uses more than this % of its memory limit (5 min).", 80)
+    alert_certificate_expiry_days: ExpiryDays = key(
+        "Alert when the certificate a gateway serves (probed from outside it) expires in fewer days than this; "
+        "with gatewayTls acme it must be below gatewayAcmeRenewalMarginDays.", 14)
+    blackbox_exporter_image: ImageRef = key(
+        "blackbox_exporter image: probes the certificate each gateway serves (TLS stacks).", "prom/blackbox-exporter:v0.25.0")
 
     otel_exporter_endpoint: Optional[HttpUrl] = key(
         "OpenTelemetry OTLP endpoint for traces (OTEL_EXPORTER_OTLP_ENDPOINT); unset: no trace export.", "https://otel-collector.example:4318", default=None)
     trace_sample_rate: SampleRate = key("Share of requests traced (OpenTelemetry and Sentry), 0 to 1.", 0.1)
     sentry_dsn: Optional[SentryDsn] = key("Sentry DSN of the api and workers (SENTRY_DSN).", "https://<key>@o0.ingest.sentry.io/0", default=None)
+
+    @cross_rule
+    def _expiry_alert_after_renewal(self, environment: Environment) -> Iterator[Violation]:
+        # An alert at or above the renewal margin would fire for every certificate still waiting to be renewed.
+        margin = self.gateway_acme_renewal_margin_days  # type: ignore[attr-defined]
+        if self.monitoring_enabled and self.gateway_tls == "acme" and self.alert_certificate_expiry_days >= margin:  # type: ignore[attr-defined]
+            yield Violation("alert_certificate_expiry_days",
+                            f"must be below gatewayAcmeRenewalMarginDays ({margin}): the alert is for a renewal that did not happen",
+                            max(1, margin // 2))
 
     @cross_rule
     def _prometheus_port_dev_only(self, environment: Environment) -> Iterator[Violation]:

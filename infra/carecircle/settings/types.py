@@ -189,14 +189,18 @@ def nginx_time(maximum_seconds: int, seconds_only: bool = False) -> Any:
     return Annotated[str, BeforeValidator(check)]
 
 
+def nginx_size_bytes(text: str) -> int:
+    """Bytes of a valid nginx size (see nginx_size)."""
+    return int(text.rstrip("km")) * {"k": 1024, "m": 1024 * 1024}.get(text[-1], 1)
+
+
 def nginx_size(maximum_bytes: int) -> Any:
     """An nginx size (512k, 1m, or bytes), at most `maximum_bytes`."""
     check_text = pattern(r"[1-9][0-9]{0,9}[km]?", "must be an nginx size such as 512k or 1m")
 
     def check(value: Any) -> str:
         text = check_text(value)
-        scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1], 1)
-        if int(text.rstrip("km")) * scale > maximum_bytes:
+        if nginx_size_bytes(text) > maximum_bytes:
             raise rule(f"must be at most {maximum_bytes // (1024 * 1024)}m", f"{maximum_bytes // (1024 * 1024)}m")
         return text
 
