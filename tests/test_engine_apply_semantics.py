@@ -443,3 +443,30 @@ def test_every_input_the_stacks_declare_is_mapped(stacks):
 # Every mapped field is proven by a test above
 # ---------------------------------------------------------------------------------------------
 
+
+
+def test_a_targeted_up_changes_only_its_targets_and_leaves_every_other_resource_as_it_is(engine, applier, uid):
+    """`pulumi up --target`: what tests/swarm/acme.py plays the engine's order with (what waits for a
+    dynamic resource stays as it is until the resource has its outputs)."""
+    def program(content: str, also: bool = True):
+        def declare():
+            dk.Secret("targeted", name=f"{uid}-targeted", data=b64(content))
+            if also:
+                dk.Secret("left", name=f"{uid}-left", data=b64(content))
+        return declare
+
+    def engine_secrets() -> dict[str, str]:
+        return {s.name: s.id for s in engine.client.secrets.list() if s.name.startswith(uid)}
+
+    applier.apply(evaluate(engine, program("one")))
+    before = engine_secrets()
+    changed = evaluate(engine, program("two"))
+    result = applier.apply(changed, target={r.urn for r in changed.resources if r.name == "targeted"})
+    after = engine_secrets()
+    assert result.replaced == ["targeted"] and after[f"{uid}-targeted"] != before[f"{uid}-targeted"]
+    assert after[f"{uid}-left"] == before[f"{uid}-left"]  # its change waits for an up that targets it
+    dropped = evaluate(engine, program("two", also=False))
+    applier.apply(dropped, target={r.urn for r in dropped.resources})
+    assert f"{uid}-left" in engine_secrets()  # not targeted: not deleted either
+    applier.apply(dropped)
+    assert f"{uid}-left" not in engine_secrets()

@@ -78,10 +78,11 @@ class EngineApplier:
     # ---- public API -------------------------------------------------------------------------
 
     def apply(self, evaluation: Evaluation, *, refresh: bool = False, replace: Iterable[str] = (),
-              rename: Optional[Callable[[list[str]], Evaluation]] = None) -> ApplyResult:
+              rename: Optional[Callable[[list[str]], Evaluation]] = None, target: Optional[Iterable[str]] = None) -> ApplyResult:
         """`pulumi up` (with `--refresh`, `--replace <urn or name>`); returns what happened. `rename`: the
         program evaluated again with these logical names named anew (see _renamed); without it, such a
-        plan is refused."""
+        plan is refused. `target` (urns): `pulumi up --target`, only these are created, changed or deleted;
+        every other resource stays as it is, created or not."""
         result = self._start()
         resources = ordered(evaluation.resources)
         self._validate(resources)
@@ -101,10 +102,11 @@ class EngineApplier:
         plan(resources, self.ctx.live, targets)  # refuses a protected replacement before anything changes
         done_early: set[str] = set()  # replaced delete-first with a dependency: created when reached
         registered: set[str] = set()  # what the program registered so far in this run
+        chosen = None if target is None else set(target)
         for resource in resources:
             registered.add(resource.urn)
             kind = self._kind(resource)
-            if kind is None:
+            if kind is None or (chosen is not None and resource.urn not in chosen):
                 continue
             old = self.ctx.live.get(resource.urn)
             if resource.urn in done_early or old is None:
@@ -130,7 +132,7 @@ class EngineApplier:
             else:
                 raise EngineApplyError(f"{resource.type} {resource.name!r}: unexpected action {action!r}")
         declared = {r.urn for r in resources}
-        removed = [live for urn, live in self.ctx.live.items() if urn not in declared]
+        removed = [live for urn, live in self.ctx.live.items() if urn not in declared and (chosen is None or urn in chosen)]
         for live in removed:
             del self.ctx.live[live.urn]
             self._superseded.append(live)

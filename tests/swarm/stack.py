@@ -168,8 +168,10 @@ class DeployedStack:
         return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets, renamed=self.renamed,
                               resource_outputs=self.resource_outputs)
 
-    def apply(self, evaluation: Optional[Evaluation] = None, replace: tuple[str, ...] = (), **changes: Any):
-        """Apply the stack (with these changes, which then stay) as `pulumi up` would (`--replace` these names)."""
+    def apply(self, evaluation: Optional[Evaluation] = None, replace: tuple[str, ...] = (), target: Optional[set[str]] = None,
+              **changes: Any):
+        """Apply the stack (with these changes, which then stay) as `pulumi up` would (`--replace` these names,
+        `--target` these urns)."""
         hosts = self.hosts()
         if self.applier is None:
             # The default provider reads docker:registryAuth from the stack's config itself.
@@ -190,7 +192,7 @@ class DeployedStack:
                 return self._on_nodes(self.evaluations[-1], hosts)
 
         self.evaluations.append(evaluation)
-        return self.applier.apply(self._on_nodes(evaluation, hosts), refresh=REFRESH, replace=replace, rename=rename)
+        return self.applier.apply(self._on_nodes(evaluation, hosts), refresh=REFRESH, replace=replace, rename=rename, target=target)
 
     @staticmethod
     def _on_nodes(evaluation: Evaluation, hosts: dict[str, str]) -> Evaluation:

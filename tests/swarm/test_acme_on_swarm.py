@@ -28,12 +28,14 @@ ACME = {"gatewayTls": "acme", "gatewayAcmeEmail": "ops@carecircle.example", "gat
 
 
 @pytest.fixture(scope="module")
-def site(swarm: SwarmCluster, nginx_image: str, tmp_path_factory):
+def site(swarm: SwarmCluster, nginx_image: str, registry, tmp_path_factory):
     directory = tmp_path_factory.mktemp("acme")
-    config = base_config(directory / "tls", client_cidr=f"{swarm.gateway}/32")
+    config = base_config(directory / "tls", client_cidr=f"{swarm.gateway}/32", images=registry.pinned)
     config["carecircle:gatewayImage"] = nginx_image
     edges = ("node1", "node2")
-    stack = DeployedStack(swarm, config, {**secrets(), "carecircle:gatewayAcmeAccountKey": account_key(directory)})
+    stack = DeployedStack(swarm, config, {**secrets(registry.server.registry_auth()),
+                                          "carecircle:gatewayAcmeAccountKey": account_key(directory)})
+    stack.images = registry.pinned
     # The CA reaches port 80 of the name: here a balancer on the host in front of both edge nodes
     # (this stack takes no PROXY protocol: gatewayLoadBalancers is empty in staging).
     with dns_stub() as dns, balancer([80, 80], hosts=[swarm[n].address for n in edges], proxy_protocol=False) as http, \
