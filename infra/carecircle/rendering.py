@@ -47,6 +47,8 @@ INTERMEDIATE_CIPHERS = (
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 )
 TLS_PROTOCOLS = {"modern": "TLSv1.3", "intermediate": "TLSv1.2 TLSv1.3"}
+POINTER = 8  # sizeof(void *) on the 64-bit platforms the gateway runs on
+CACHE_LINE = 64  # nginx rounds a hash bucket size up to its cache line (and defaults to one)
 
 jinja_templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -94,8 +96,8 @@ class Upstream:
     def __post_init__(self) -> None:
         object.__setattr__(self, "servers", tuple(self.servers))
         for server in self.servers:
-            host = r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?" if self.resolve else r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
-            if not re.fullmatch(rf"{host}:[0-9]{{1,5}}", server):
+            # A DNS name may hold upper case (a stack named prod-EU): Docker's DNS matches names case-insensitively.
+            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?:[0-9]{1,5}", server):
                 raise ValueError(f"upstream server {server!r} is not host:port" + (" with a DNS name" if self.resolve else ""))
 
 
@@ -138,6 +140,25 @@ def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) 
     """The bundle gateway-apply.sh takes: `next.conf` plus `files` (absolute paths under
     paths.config_dir)."""
     return tar_bundle({"next.conf": conf, **{path.removeprefix(paths.config_dir + "/"): text for path, text in files.items()}})
+
+
+def hash_bucket_size(keys: Sequence[str]) -> int:
+    """A server_names/map hash bucket size that holds two of the longest key. nginx's ngx_hash_init
+    (src/core/ngx_hash.c) fails when one key does not fit a bucket: a key takes a pointer, a length and
+    the key padded to a pointer (NGX_HASH_ELT_SIZE), a bucket ends in a pointer. Room for two keys lets
+    it find a table size without a warning whatever the keys hash to."""
+    longest = max((len(key.encode()) for key in keys), default=0)
+    element = POINTER + -(-(longest + 2) // POINTER) * POINTER
+    return max(CACHE_LINE, -(-(2 * element + POINTER) // CACHE_LINE) * CACHE_LINE)
+
+
+def metrics_paths(settings: Settings) -> list[str]:
+    """Regexes (nginx `location ~*`) of the public paths a route that strips its prefix would forward to
+    the api's metrics path: `/api/` strips `/api/metrics` to `/metrics`. Express routes ignore case and
+    a trailing slash (path-to-regexp, sensitive and strict off); nginx matches the decoded, normalised
+    path, so an encoded or dotted spelling is caught too."""
+    metrics = settings.api_metrics_path.strip("/")
+    return [f"^{re.escape(route.path + metrics)}/?$" for route in settings.gateway_routes if route.strip_prefix]
 
 
 def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
@@ -189,6 +210,9 @@ def render_nginx_conf(
         access_log_buffer=ACCESS_LOG_BUFFER,
         access_log_flush=ACCESS_LOG_FLUSH,
         session_cookie_regex=re.escape(settings.gateway_session_cookie),
+        server_names_hash_bucket_size=hash_bucket_size([settings.gateway_server_name]),
+        metrics_paths=metrics_paths(settings),
+        map_hash_bucket_size=hash_bucket_size([origin for origin in settings.gateway_cors_origins if not origin.startswith("~")]),
         proxy_protocol=bool(settings.gateway_load_balancers),
     )
     # The id names this exact file, so the apply script can tell when nginx serves it.

@@ -20,7 +20,8 @@ from pydantic.alias_generators import to_camel
 from .base import INVALID, Environment, SkipRule, Violation, is_structured, secret_kind
 from .errors import DOCKER_HOST_KEY, NAMESPACE, REGISTRY_AUTH_KEY, ConfigError, ConfigProblem, fix_command, full_key, problem
 from .gateway import Route
-from .model import SECTIONS, Settings, all_cross_rules
+from .model import SECTIONS, Settings, all_cross_rules, stack_name_problem
+from .secret_types import CERTIFICATE, PRIVATE_KEY
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Stacks whose name does not start with their environment. An entry is a reviewed decision: add
@@ -29,6 +30,10 @@ STACK_ENVIRONMENT_EXCEPTIONS: dict[str, str] = {}
 # Namespaces something reads: ours, the docker provider's (its own config keys), the engine's.
 PROVIDER_NAMESPACE = "docker"
 ENGINE_NAMESPACE = "pulumi"
+# The longest value any key takes: a PEM certificate chain, else a list or a URL. Far below what a
+# Swarm secret holds (docker_names.SWARM_SECRET_MAX_BYTES), and what the policy pack reads in bounded time.
+MAX_PEM_LENGTH = 64 * 1024
+MAX_VALUE_LENGTH = 16 * 1024
 
 
 def environment_of_stack(stack: str) -> Optional[str]:
@@ -140,9 +145,18 @@ def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[
         if field_name in SECRET_FIELDS and key not in secret_keys:
             problems.append(problem(stack, key, "holds a secret but is stored in plain text",
                                     f"pulumi config set --secret {key} <value> --stack {stack}"))
+        limit = MAX_PEM_LENGTH if secret_kind(FIELDS[field_name]) in (CERTIFICATE, PRIVATE_KEY) else MAX_VALUE_LENGTH
+        if isinstance(value, str) and len(value) > limit:
+            problems.append(problem(stack, key, f"is {len(value)} characters long; no value of this key needs more than {limit}",
+                                    _fix(stack, field_name, None)))
+            continue
         if is_structured(FIELDS[field_name]) and isinstance(value, str):
             try:
                 value = _decode_json(value)
+            except RecursionError:
+                problems.append(problem(stack, key, "is nested too deeply: a list of values (or of routes) is all it takes",
+                                        _fix(stack, field_name, None)))
+                continue
             except ValueError:
                 problems.append(problem(stack, key, "must be a YAML/JSON list", _fix(stack, field_name, None)))
                 continue
@@ -197,9 +211,27 @@ def parse_settings(stack: str, values: dict[str, str], secret_keys: set[str]) ->
             continue
         problems += [ConfigProblem(key=full_key(FIELDS[v.field].alias), path=v.path, message=v.message,
                                    fix=_fix(stack, v.field, v.fix, v.path)) for v in violations]
+    problems += _stack_name_problems(stack, view)
     if problems:
         raise ConfigError(stack, problems)
     return Settings.model_construct(**{**field_values, "environment": environment.name}, stack=stack)
+
+
+def _stack_name_problems(stack: str, view: Settings) -> list[ConfigProblem]:
+    """A stack name that makes a Docker name the engine refuses, whatever namePrefix (checked once the
+    keys it depends on are valid)."""
+    try:
+        why = stack_name_problem(view)
+    except SkipRule:
+        return []
+    if not why:
+        return []
+    renamed = re.sub(r"[^A-Za-z0-9-]+", "-", stack).strip("-")
+    while len(renamed) > len(stack.split("-", 1)[0]) and stack_name_problem(view.model_copy(update={"stack": renamed})):
+        renamed = renamed[:-1].rstrip("-")
+    return [ConfigProblem(key="stack name", path="", message=f"'{stack}' makes Docker names the engine refuses, whatever "
+                                                            f"namePrefix: {why.replace('c-' + stack, '<prefix>-' + stack)}",
+                          fix=f"pulumi stack rename {renamed}")]
 
 
 def read_stack_config() -> tuple[dict[str, str], set[str]]:

@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+import re
+from typing import Annotated, Any, Iterator, Optional
+
+from pydantic import BeforeValidator
 
 from .address_types import HttpUrl, ImageRef
 from .base import Environment, Section, Violation, cross_rule, key
 from .secret_types import SENTRY_DSN, secret
-from .types import ConfigBool, HttpPath, Port, config_float, config_int, prometheus_duration
+from .types import ConfigBool, HttpPath, Port, config_float, config_int, pattern, rule
 
 Percent = config_float(0, 100, exclusive_minimum=True)
 Seconds = config_float(0, 3600, exclusive_minimum=True)
 SampleRate = config_float(0, 1)
 QueueDepth = config_int(1, 1_000_000_000)
 SentryDsn = secret(SENTRY_DSN)
-Retention = prometheus_duration("hdwy", "15d")
-ScrapeInterval = prometheus_duration("sm", "15s")
+# prometheus/common model/time.go: y is 365 days, w 7 days.
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400}
+# Prometheus limits a longer retention to 100y (cmd/prometheus/main.go, with a warning) and exits on
+# one its duration parser cannot hold (about 292 years: model.ParseDuration, "duration out of range").
+MAX_RETENTION_SECONDS = 100 * DURATION_SECONDS["y"]
+# The shortest range vector of the alert rules (templates/alerts.yml.j2: rate(...[5m])). rate() needs
+# two samples in it; four scrapes per range keep it filled when one scrape fails or lands late (Prometheus
+# maintainers' rule of thumb, robustperception.io "What range should I use with rate()?").
+SHORTEST_ALERT_RANGE_SECONDS = 300
+SCRAPES_PER_ALERT_RANGE = 4
+
+
+def prometheus_seconds(text: str) -> int:
+    number, unit = re.fullmatch(r"([0-9]+)([smhdwy])", text).groups()  # type: ignore[union-attr]
+    return int(number) * DURATION_SECONDS[unit]
+
+
+def prometheus_duration(units: str, example: str, maximum_seconds: int, why: str, fix: str) -> Any:
+    """A Prometheus duration in one of `units`, at most `maximum_seconds` (else `why`)."""
+    check_text = pattern(rf"[1-9][0-9]{{0,5}}[{units}]", f"must be a duration such as {example} (units: {', '.join(units)})")
+
+    def check(value: Any) -> str:
+        text = check_text(value)
+        if prometheus_seconds(text) > maximum_seconds:
+            raise rule(why, fix)
+        return text
+    return Annotated[str, BeforeValidator(check)]
+
+
+Retention = prometheus_duration("hdwy", "15d", MAX_RETENTION_SECONDS,
+                                "must be at most 100y (36500d): Prometheus caps a longer retention, and exits on one beyond 292 years", "100y")
+ScrapeInterval = prometheus_duration("sm", "15s", SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE,
+                          f"must be at most {SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE}s: the alert rules' "
+                          f"{SHORTEST_ALERT_RANGE_SECONDS // 60}m ranges must hold {SCRAPES_PER_ALERT_RANGE} scrapes, or "
+                          "rate() finds too few samples (a single failed scrape) and the error-rate and latency alerts "
+                          "cannot fire", f"{SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE}s")
 
 
 class MonitoringSettings(Section):
@@ -37,6 +74,12 @@ class MonitoringSettings(Section):
         "OpenTelemetry OTLP endpoint for traces (OTEL_EXPORTER_OTLP_ENDPOINT); unset: no trace export.", "https://otel-collector.example:4318", default=None)
     trace_sample_rate: SampleRate = key("Share of requests traced (OpenTelemetry and Sentry), 0 to 1.", 0.1)
     sentry_dsn: Optional[SentryDsn] = key("Sentry DSN of the api and workers (SENTRY_DSN).", "https://<key>@o0.ingest.sentry.io/0", default=None)
+
+    @cross_rule
+    def _traces_over_tls(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and self.otel_exporter_endpoint is not None and not self.otel_exporter_endpoint.startswith("https://"):
+            yield Violation("otel_exporter_endpoint", f"{environment.strict} sends traces (request paths, user ids, timings) "
+                                                      "over HTTPS only", "https://" + self.otel_exporter_endpoint.split("://", 1)[1])
 
     @cross_rule
     def _prometheus_port_dev_only(self, environment: Environment) -> Iterator[Violation]:

@@ -21,6 +21,9 @@ DOCKER_DEFAULT_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
 # the upper half is Docker's for everything else.
 EDGE_MAX_PREFIX = 25
 STATIC_OFFSET = 16
+# Restart policies that restart a container after any exit and after the engine restarts
+# (`on-failure` leaves one that exited 0 stopped).
+RESTARTING_POLICIES = ("unless-stopped", "always")
 
 
 def _edge_subnet(value: Any) -> str:
@@ -113,6 +116,18 @@ class RuntimeSettings(Section):
             yield Violation("docker_host", f"{environment.strict} deploys to a remote Docker host: set ssh://user@host")
         elif self.platform == "swarm" and self.docker_host is None:
             yield Violation("docker_host", "a swarm stack deploys through a swarm manager: set its Docker host")
+
+    @cross_rule
+    def _production_runtime(self, environment: Environment) -> Iterator[Violation]:
+        if not environment.strict:
+            return
+        if self.node_env != "production":
+            # Express and most Node libraries show stack traces and skip caches outside production.
+            yield Violation("node_env", f"{environment.strict} runs the api and workers with NODE_ENV=production", "production")
+        if self.restart_policy not in RESTARTING_POLICIES:
+            yield Violation("restart_policy", f"{environment.strict} containers come back whatever stopped them (a crash, an exit "
+                                              f"0, a restart of the engine): {' or '.join(RESTARTING_POLICIES)}, not "
+                                              f"{self.restart_policy}", "unless-stopped")
 
     # ---- derived values ----
 
