@@ -152,7 +152,7 @@ def test_rollback_on_failure_is_not_required_in_dev_whatever_the_labels(stacks):
     {"SENTRY_DSN": "https://0123456789abcdef@o1.ingest.sentry.io/1"},
     {"OTEL_EXPORTER_OTLP_HEADERS": f"x-honeycomb-team=abc,api-key={STRONG}"},
     {"UPSTREAM_AUTH": f"Bearer {STRONG}"},
-    {"JWT_SECRET_FILE": f"postgresql://u:{STRONG}@db/x"},  # the pointer form holds a path, nothing else
+    {"JWT_SECRET_FILE": f"postgresql://u:{STRONG}@db/x?sslmode=require"},  # the pointer form holds a path, nothing else
 ], ids=lambda v: next(iter(v)))
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_a_credential_in_a_service_environment_is_refused(stacks, stack, variable):
@@ -178,7 +178,7 @@ def test_the_file_pointer_form_and_plain_settings_pass(stacks):
 
 
 def test_env_secrets_are_allowed_in_dev_only_by_the_stack_name(stacks):
-    leak = env_with(DATABASE_URL=f"postgresql://carecircle:{STRONG}@db/carecircle")
+    leak = env_with(DATABASE_URL=f"postgresql://carecircle:{STRONG}@db/carecircle?sslmode=require")
     assert fired(changed(stacks["prod"], "carecircle-prod-api-blue", leak, stack="dev-alice")) == set()
     assert fired(changed(stacks["prod"], "carecircle-prod-api-blue", lambda i: (relabelled(i), leak(i)))) == {"swarm-no-env-secrets"}
 

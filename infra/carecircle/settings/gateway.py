@@ -32,6 +32,10 @@ ROUTES_EXAMPLE = '[{"path":"/api/","service":"api"}]'
 CORS_EXAMPLE = "https://app.carecircle.example"
 CORS_PATTERN_EXAMPLE = "~^https://[a-z0-9-]+\\.carecircle\\.example$"
 RESERVED_PATHS = ("/", "/health/", "/ready/", "/live/")
+# Bounded lists (a config value is at most settings/loading.MAX_VALUE_LENGTH characters anyway).
+MAX_ROUTES = 64
+MAX_CIDRS = 256
+MAX_CORS_ORIGINS = 64
 
 
 def _cors_origin(value: Any) -> str:
@@ -108,7 +112,7 @@ class GatewaySettings(Section):
     gateway_server_name: HostName = key("Public host name of the gateway.", "api.carecircle.example")
     gateway_routes: list[Route] = key(
         "Routes: list of {path, service, stripPrefix, websocket}. /health, /ready and /live always reach the api.",
-        [{"path": "/api/", "service": "api"}])
+        [{"path": "/api/", "service": "api"}], max_length=MAX_ROUTES)
     gateway_tls: ConfigBool = key("Serve HTTPS (required in staging/prod).", True)
     gateway_tls_certificate: Optional[Certificate] = key("PEM certificate chain, when not read from gatewayTlsCertificatePath.", "<PEM>", default=None)
     gateway_tls_key: Optional[PrivateKey] = key("PEM private key, when not read from gatewayTlsKeyPath.", "<PEM>", default=None)
@@ -121,7 +125,8 @@ class GatewaySettings(Section):
     gateway_hsts_max_age: HstsMaxAge = key(f"Strict-Transport-Security max-age in seconds (TLS only; prod: at least {PROD_MIN_HSTS_MAX_AGE}).", 63072000)
     gateway_rate_limit_per_second: RatePerSecond = key("Requests per second per client IP.", 10)
     gateway_rate_limit_burst: Burst = key("Requests a client may send above the rate before getting 429.", 20)
-    gateway_rate_limit_allowlist: CidrList = key("CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"])
+    gateway_rate_limit_allowlist: CidrList = key("CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"],
+                                                 max_length=MAX_CIDRS)
     gateway_user_rate_limit_per_second: RatePerSecond = key(
         "Requests per second per credential (bearer token, else gatewaySessionCookie), applied on top of the per-IP limit; "
         "requests without a credential get the per-IP limit only.", 10)
@@ -129,10 +134,11 @@ class GatewaySettings(Section):
     gateway_session_cookie: CookieName = key(
         "Name of the api's session cookie: the per-user limit's credential when a request has no bearer token.", "carecircle_session")
     gateway_trusted_proxies: CidrList = key(
-        "CIDRs of L7 proxies in front of the gateway whose X-Forwarded-For (and X-Request-ID) is believed.", ["10.0.0.0/8"])
+        "CIDRs of L7 proxies in front of the gateway whose X-Forwarded-For (and X-Request-ID) is believed.", ["10.0.0.0/8"],
+        max_length=MAX_CIDRS)
     gateway_load_balancers: CidrList = key(
         "CIDRs of L4 load balancers in front of the gateway. When set, the public listeners take the PROXY protocol and "
-        "believe the client address in it from these CIDRs only; empty: no PROXY protocol.", ["10.0.0.0/8"])
+        "believe the client address in it from these CIDRs only; empty: no PROXY protocol.", ["10.0.0.0/8"], max_length=MAX_CIDRS)
     gateway_client_max_body_size: BodySize = key("Largest request body (413 above it), e.g. 1m.", "1m")
     gateway_client_header_timeout: ClientTimeout = key("Time to receive the request headers.", "10s")
     gateway_client_body_timeout: ClientTimeout = key("Time between two reads of the request body.", "10s")
@@ -153,7 +159,8 @@ class GatewaySettings(Section):
         "How long nginx keeps the addresses of upstream names it re-resolves (Swarm tasks.<service>); "
         "a change is seen within this plus 1 s.", "5s")
     gateway_cors_origins: CorsOrigins = key(
-        "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).", ["https://app.carecircle.example"])
+        "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).", ["https://app.carecircle.example"],
+        max_length=MAX_CORS_ORIGINS)
     gateway_cors_allow_credentials: ConfigBool = key(
         "Send Access-Control-Allow-Credentials to allowed origins (the origin is echoed, never *).", False)
 

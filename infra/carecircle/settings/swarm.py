@@ -33,7 +33,7 @@ EDGE_HOSTS_EXAMPLE = '["ssh://deploy@edge-1.carecircle.example","ssh://deploy@ed
 class SwarmSettings(Section):
     swarm_edge_hosts: list[DockerHost] = key(
         "Docker hosts of the edge nodes (ssh://user@host), each a swarm node labelled carecircle.edge=true: one gateway "
-        "container runs on each (prod: at least 2).", ["ssh://deploy@edge-1.carecircle.example"], default=[])
+        "container runs on each (prod: at least 2).", ["ssh://deploy@edge-1.carecircle.example"], default=[], max_length=64)
     swarm_monitoring_host: Optional[DockerHost] = key(
         "Docker host of the swarm node labelled carecircle.monitoring=true, where Prometheus and its volume live.",
         "ssh://deploy@monitoring-1.carecircle.example", default=None)
