@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import ipaddress
 import re
 import tarfile
 from dataclasses import dataclass
@@ -152,6 +153,13 @@ def hash_bucket_size(keys: Sequence[str]) -> int:
     return max(CACHE_LINE, -(-(2 * element + POINTER) // CACHE_LINE) * CACHE_LINE)
 
 
+def geo_networks(cidrs: Sequence[str]) -> list[str]:
+    """CIDRs for a `geo` block, whose `default` already is 0.0.0.0/0 and ::/0 (nginx warns "duplicate
+    network" when one is listed): a whole family is written as its two halves."""
+    halves = {"0.0.0.0/0": ["0.0.0.0/1", "128.0.0.0/1"], "::/0": ["::/1", "8000::/1"]}
+    return [half for cidr in cidrs for half in halves.get(str(ipaddress.ip_network(cidr)), [cidr])]
+
+
 def metrics_paths(settings: Settings) -> list[str]:
     """Regexes (nginx `location ~*`) of the public paths a route that strips its prefix would forward to
     the api's metrics path: `/api/` strips `/api/metrics` to `/metrics`. Express routes ignore case and
@@ -212,6 +220,7 @@ def render_nginx_conf(
         session_cookie_regex=re.escape(settings.gateway_session_cookie),
         server_names_hash_bucket_size=hash_bucket_size([settings.gateway_server_name]),
         metrics_paths=metrics_paths(settings),
+        geo_networks=geo_networks,
         map_hash_bucket_size=hash_bucket_size([origin for origin in settings.gateway_cors_origins if not origin.startswith("~")]),
         proxy_protocol=bool(settings.gateway_load_balancers),
     )

@@ -26,9 +26,9 @@ def _ipv4_address(value: Any) -> str:
 # The forms nginx's ngx_ptocidr (src/core/ngx_inet.c) reads, for set_real_ip_from, geo and allow: an
 # address (ngx_inet_addr: dotted quad; ngx_inet6_addr: hex groups, '::', a dotted tail) and an
 # optional decimal prefix length (ngx_atoi). Python's ipaddress also takes a netmask or hostmask
-# after the '/' (10.0.0.0/255.0.0.0), a zone (fe80::%eth0) and a padded length (/08): nginx does not.
-NGINX_CIDR = re.compile(r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?:/(?:[0-9]|[12][0-9]|3[0-2]))?"
-                        r"|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:/(?:[0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?)")
+# after the '/' (10.0.0.0/255.0.0.0, which nginx takes for a host name to resolve) and a zone
+# (fe80::%eth0): nginx does not. Both read a padded length (/08) as 8.
+NGINX_CIDR = re.compile(r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(?:/[0-9]{1,3})?")
 
 
 def _cidr(value: Any) -> str:

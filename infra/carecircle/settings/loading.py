@@ -33,7 +33,7 @@ ENGINE_NAMESPACE = "pulumi"
 # The longest value any key takes: a PEM certificate chain, else a list or a URL. Far below what a
 # Swarm secret holds (docker_names.SWARM_SECRET_MAX_BYTES), and what the policy pack reads in bounded time.
 MAX_PEM_LENGTH = 64 * 1024
-MAX_VALUE_LENGTH = 16 * 1024
+MAX_VALUE_LENGTH = 32 * 1024
 
 
 def environment_of_stack(stack: str) -> Optional[str]:
@@ -120,10 +120,12 @@ def _adapter(field_name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[(field.annotation, *field.metadata)]) if field.metadata else TypeAdapter(field.annotation)
 
 
-def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[dict[str, Any], list[ConfigProblem]]:
-    """Keys by alias, ready to validate, and the problems found on the way (namespaces, secrets, JSON)."""
+def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[dict[str, Any], set[str], list[ConfigProblem]]:
+    """Keys by alias, ready to validate; the aliases whose value was refused on the way (too long, not
+    JSON), which are then no "missing" key; and the problems found (namespaces, secrets, size, JSON)."""
     problems: list[ConfigProblem] = []
     data: dict[str, Any] = {}
+    refused: set[str] = set()
     for key, value in sorted(values.items()):
         namespace, _, name = key.partition(":")
         if key in (DOCKER_HOST_KEY, REGISTRY_AUTH_KEY):  # docker provider keys the program reads too
@@ -149,6 +151,7 @@ def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[
         if isinstance(value, str) and len(value) > limit:
             problems.append(problem(stack, key, f"is {len(value)} characters long; no value of this key needs more than {limit}",
                                     _fix(stack, field_name, None)))
+            refused.add(alias)
             continue
         if is_structured(FIELDS[field_name]) and isinstance(value, str):
             try:
@@ -156,16 +159,20 @@ def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[
             except RecursionError:
                 problems.append(problem(stack, key, "is nested too deeply: a list of values (or of routes) is all it takes",
                                         _fix(stack, field_name, None)))
+                refused.add(alias)
                 continue
             except ValueError:
                 problems.append(problem(stack, key, "must be a YAML/JSON list", _fix(stack, field_name, None)))
+                refused.add(alias)
                 continue
         data[alias] = value
-    return data, problems
+    return data, refused, problems
 
 
-def _validate_sections(stack: str, data: dict[str, Any], environment: Environment) -> tuple[dict[str, Any], set[str], list[ConfigProblem]]:
-    """Field values by name, the names of invalid fields, and their problems."""
+def _validate_sections(stack: str, data: dict[str, Any], environment: Environment,
+                       refused: set[str] = frozenset()) -> tuple[dict[str, Any], set[str], list[ConfigProblem]]:
+    """Field values by name, the names of invalid fields, and their problems (a key `refused` while
+    screening is invalid, not missing)."""
     context = {"environment": environment.name}
     values: dict[str, Any] = {}
     invalid: set[str] = set()
@@ -178,7 +185,7 @@ def _validate_sections(stack: str, data: dict[str, Any], environment: Environmen
             continue
         except ValidationError as error:
             errors = error.errors(include_url=False)
-        problems += [_from_pydantic(stack, e) for e in errors]
+        problems += [_from_pydantic(stack, e) for e in errors if not (e["type"] == "missing" and str(e["loc"][0]) in refused)]
         failed = {FIELD_OF_ALIAS[str(e["loc"][0])] for e in errors}
         invalid |= failed
         for name, field in fields.items():
@@ -199,9 +206,9 @@ def parse_settings(stack: str, values: dict[str, str], secret_keys: set[str]) ->
                     "(e.g. prod-eu); checked here with the prod rules",
             fix=f"pulumi stack rename prod-{stack} (or add a reviewed exception in settings/loading.py)"))
     environment = Environment(bound or "prod")
-    data, screened = _screen(stack, values, secret_keys)
+    data, refused, screened = _screen(stack, values, secret_keys)
     problems += screened
-    field_values, invalid, field_problems = _validate_sections(stack, data, environment)
+    field_values, invalid, field_problems = _validate_sections(stack, data, environment, refused)
     problems += field_problems
     view = Settings.model_construct(**field_values, **{name: INVALID for name in invalid}, stack=stack)
     for cross_rule in all_cross_rules():
