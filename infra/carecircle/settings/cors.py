@@ -12,8 +12,8 @@ inside quotes; none can occur here):
     group     ( ... ) or (?: ... ), alternatives with | inside a group only
     repeat    ?  *  +  after an atom, once
 
-A repeated group may not repeat inside (`(a+)+`): the Origin header is the client's, and nested
-repetition makes a match take exponential time in PCRE's backtracking.
+A group repeated by * or + may hold no repeat and no alternative (`(a+)+`, `(a|aa)*`): the Origin
+header is the client's, and such a pattern makes a match take exponential time in PCRE's backtracking.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Token:
     text: str
     literal: Optional[str] = None  # the one character it matches, when it matches exactly one
     repeated: bool = False  # followed by ? * or +
-    repeats_inside: bool = False  # a group holding a repeat
+    repeats_inside: bool = False  # a group holding a repeat or alternatives
 
 
 def _tokens(body: str) -> list[Token]:
@@ -80,8 +80,9 @@ def _tokens(body: str) -> list[Token]:
             parts = [_tokens(alternative) for alternative in _split_alternatives(inner)]
             if not any(parts):
                 raise PatternError("has an empty group")
-            repeats = any(t.repeated or t.repeats_inside for part in parts for t in part)
-            token, i = Token(body[i:end + 1], repeats_inside=repeats), end + 1
+            # What makes a repeat of this group ambiguous: a repeat or an alternative inside it.
+            ambiguous = len(parts) > 1 or any(t.repeated or t.repeats_inside for part in parts for t in part)
+            token, i = Token(body[i:end + 1], repeats_inside=ambiguous), end + 1
         elif char in ")|":
             raise PatternError("is not a valid regular expression: ')' closes no group" if char == ")" else
                                "has a top-level '|': ^a|b$ anchors neither side; group it: ~^https://(a|b)$")
@@ -89,8 +90,9 @@ def _tokens(body: str) -> list[Token]:
             raise PatternError(f"may hold only letters, digits, ':', '/', '-', the escapes \\. \\d \\-, '.', classes [...], "
                                f"groups (...) and the repeats ? * +: not {char!r}")
         if body[i:i + 1] in ("?", "*", "+"):
-            if token.repeats_inside:
-                raise PatternError("repeats a group that repeats inside, like (a+)+: matching a client's Origin could take exponential time")
+            if token.repeats_inside and body[i] != "?":
+                raise PatternError("repeats a group that repeats inside or has alternatives, like (a+)+ or (a|aa)*: matching a "
+                                   "client's Origin could take exponential time")
             token = Token(token.text + body[i], repeated=True, repeats_inside=token.repeats_inside)
             i += 1
             if body[i:i + 1] in ("?", "*", "+"):

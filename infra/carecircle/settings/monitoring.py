@@ -19,9 +19,9 @@ QueueDepth = config_int(1, 1_000_000_000)
 SentryDsn = secret(SENTRY_DSN)
 # prometheus/common model/time.go: y is 365 days, w 7 days.
 DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400}
-# Prometheus limits a longer retention to 100y (cmd/prometheus/main.go, with a warning) and exits on
-# one its duration parser cannot hold (about 292 years: model.ParseDuration, "duration out of range").
-MAX_RETENTION_SECONDS = 100 * DURATION_SECONDS["y"]
+# A Prometheus duration is int64 nanoseconds (prometheus/common model.ParseDuration): a retention of more
+# than about 292 years (106751d) makes Prometheus exit at start ("duration out of range").
+MAX_RETENTION_SECONDS = (2**63 - 1) // 10**9
 # The shortest range vector of the alert rules (templates/alerts.yml.j2: rate(...[5m])). rate() needs
 # two samples in it; four scrapes per range keep it filled when one scrape fails or lands late (Prometheus
 # maintainers' rule of thumb, robustperception.io "What range should I use with rate()?").
@@ -47,12 +47,14 @@ def prometheus_duration(units: str, example: str, maximum_seconds: int, why: str
 
 
 Retention = prometheus_duration("hdwy", "15d", MAX_RETENTION_SECONDS,
-                                "must be at most 100y (36500d): Prometheus caps a longer retention, and exits on one beyond 292 years", "100y")
-ScrapeInterval = prometheus_duration("sm", "15s", SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE,
-                          f"must be at most {SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE}s: the alert rules' "
-                          f"{SHORTEST_ALERT_RANGE_SECONDS // 60}m ranges must hold {SCRAPES_PER_ALERT_RANGE} scrapes, or "
-                          "rate() finds too few samples (a single failed scrape) and the error-rate and latency alerts "
-                          "cannot fire", f"{SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE}s")
+                                "must be at most 106751d (292y): Prometheus holds a duration in int64 nanoseconds and exits on "
+                                "a longer one (duration out of range)", "100y")
+SCRAPE_INTERVAL_MAX_SECONDS = SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE
+ScrapeInterval = prometheus_duration("sm", "15s", SCRAPE_INTERVAL_MAX_SECONDS,
+                                     f"must be at most {SCRAPE_INTERVAL_MAX_SECONDS}s: each {SHORTEST_ALERT_RANGE_SECONDS // 60}m range "
+                                     f"of the alert rules must hold {SCRAPES_PER_ALERT_RANGE} scrapes, or one failed scrape leaves "
+                                     "rate() without samples and the error-rate and latency alerts never fire",
+                                     f"{SCRAPE_INTERVAL_MAX_SECONDS}s")
 
 
 class MonitoringSettings(Section):
