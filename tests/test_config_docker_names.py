@@ -1,0 +1,181 @@
+"""Every Docker name a stack derives from its stack name and namePrefix is one the engine takes: for
+stack names and prefixes drawn from what Pulumi and the settings allow, the settings accept exactly
+the combinations whose every derived name (networks, services, secrets, containers, volumes, images)
+a real dockerd in swarm mode accepts, and refuse the others naming namePrefix or the stack name.
+The engine's rules are moby's and swarmkit's (cited in settings/docker_names.py).
+
+A private dockerd (its own network namespace, data root and socket; tests/swarm/cluster.py) is
+started for the module and stopped by pid when it ends."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+
+import docker
+import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from swarm.cluster import SwarmCluster, missing_prerequisites
+
+from carecircle.offline import evaluate_config
+from carecircle.settings import ConfigError, parse_settings
+from carecircle.settings.docker_names import (
+    AUTONAME_SUFFIX,
+    BRIDGE_NETWORK,
+    CONTAINER,
+    IMAGE,
+    OVERLAY_NETWORK,
+    SECRET,
+    SERVICE,
+    SWARM_SECRET_MAX_BYTES,
+    VOLUME,
+    derived_names,
+)
+from carecircle.settings.loading import MAX_VALUE_LENGTH
+from carecircle.stackfiles import load_stack_config
+
+PROBE_IMAGE = "carecircle-probe:1"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    missing = missing_prerequisites()
+    if missing:
+        pytest.fail(f"a real dockerd is needed: {', '.join(missing)} (bin/swarm-prereqs installs it)")
+    with SwarmCluster(managers=1, iptables=False) as cluster:
+        client = cluster.manager().client
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, data in (("Dockerfile", b"FROM scratch\nCOPY probe /probe\n"), ("probe", b"probe")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        context.seek(0)
+        client.images.build(fileobj=context, custom_context=True, tag=PROBE_IMAGE)
+        yield client
+
+
+def engine_refusal(client: docker.DockerClient, kind, name: str) -> str | None:
+    """Create `name` as the engine would be asked to (then remove it); the engine's error, or None."""
+    try:
+        if kind is CONTAINER:
+            client.containers.create(PROBE_IMAGE, command=["/probe"], name=name).remove()
+        elif kind is VOLUME:
+            client.volumes.create(name).remove()
+        elif kind is BRIDGE_NETWORK:
+            client.networks.create(name, driver="bridge").remove()
+        elif kind is OVERLAY_NETWORK:
+            client.networks.create(name, driver="overlay", attachable=True).remove()
+        elif kind is SERVICE:
+            client.services.create(PROBE_IMAGE, name=name).remove()
+        elif kind is SECRET:
+            client.secrets.create(name=name, data=b"probe").remove()
+        elif kind is IMAGE:
+            repository, tag = name.rsplit(":", 1)
+            client.images.get(PROBE_IMAGE).tag(repository, tag)
+            client.images.remove(name)
+        else:
+            raise AssertionError(kind)
+    except docker.errors.APIError as error:
+        return str(error.explanation or error)
+    return None
+
+
+def settings_of(base: str, stack: str, prefix: str):
+    _, config, secret_keys = load_stack_config(base)
+    return parse_settings(stack, {**config, "carecircle:namePrefix": prefix}, secret_keys)
+
+
+# Pulumi's stack names: letters, digits, '-', '_', '.', at most 100 (sdk/go/common/tokens ValidateStackName);
+# bound to an environment by their first word.
+STACK_TAIL = st.text(alphabet="abcXYZ019-_.", max_size=90)
+PREFIX = st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,62}", fullmatch=True)
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(base=st.sampled_from(["dev", "staging", "prod"]), tail=STACK_TAIL, prefix=PREFIX)
+@example(base="prod", tail="EU", prefix="carecircle")
+@example(base="prod", tail="eu.1", prefix="carecircle")
+@example(base="dev", tail="Alice", prefix="care.circle_x")
+@example(base="staging", tail="", prefix="c" * 39)
+@example(base="prod", tail="x" * 90, prefix="c")
+def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(engine, base, tail, prefix):
+    stack = f"{base}-{tail}" if tail else base
+    try:
+        settings = settings_of(base, stack, prefix)
+    except ConfigError as error:
+        assert "Traceback" not in str(error)
+        named = [p for p in error.problems if p.key in ("carecircle:namePrefix", "stack name")]
+        assert named and len(named) == len(error.problems), error
+        assert all(p.fix.startswith(("pulumi config set carecircle:namePrefix", "pulumi stack rename")) for p in named)
+        if "DNS label" in named[0].message:  # a host name Docker's DNS could not be asked for (RFC 1035)
+            return
+        # the engine refuses at least one of the names, so the settings are not stricter than it is
+        probe = settings_of(base, base, "carecircle").model_copy(update={"stack": stack, "name_prefix": prefix})
+        assert any(engine_refusal(engine, n.kind, n.on_the_engine) for n in derived_names(probe)), (stack, prefix)
+        return
+    refusals = {n.on_the_engine: engine_refusal(engine, n.kind, n.on_the_engine) for n in derived_names(settings)}
+    assert {name: why for name, why in refusals.items() if why} == {}
+
+
+def test_the_engine_refuses_what_the_rules_refuse(engine):
+    """Each rule, on the engine itself: the limits are the engine's, not ours."""
+    assert engine_refusal(engine, OVERLAY_NETWORK, "care.circle-prod-edge")  # no '.' in a Swarm network
+    assert engine_refusal(engine, OVERLAY_NETWORK, "n" * 64) and not engine_refusal(engine, OVERLAY_NETWORK, "n" * 63)
+    assert engine_refusal(engine, SERVICE, "s" * 64) and not engine_refusal(engine, SERVICE, "S" * 63)
+    assert engine_refusal(engine, SERVICE, "a.b")
+    assert engine_refusal(engine, SECRET, "x" * 65) and not engine_refusal(engine, SECRET, "x.y_z-" + "x" * 58)
+    assert engine_refusal(engine, VOLUME, "v") and engine_refusal(engine, CONTAINER, "-c")
+    assert engine_refusal(engine, IMAGE, "carecircle-dev-Alice-dev-stub-app:local")  # no upper case in a repository
+    assert not engine_refusal(engine, IMAGE, "carecircle-dev-alice-dev-stub-app:local")
+    assert not engine_refusal(engine, BRIDGE_NETWORK, "care.circle_dev.Edge")
+
+
+def test_a_swarm_secret_of_the_largest_value_the_settings_take_fits_the_engine(engine):
+    assert MAX_VALUE_LENGTH < SWARM_SECRET_MAX_BYTES
+    assert engine.secrets.create(name="largest-setting", data=b"s" * MAX_VALUE_LENGTH).remove()
+    assert engine.secrets.create(name="swarm-limit", data=b"s" * SWARM_SECRET_MAX_BYTES).remove()
+    with pytest.raises(docker.errors.APIError, match="less than 512000 bytes"):
+        engine.secrets.create(name="beyond", data=b"s" * (SWARM_SECRET_MAX_BYTES + 1))
+
+
+# ---- the enumeration is the program's ---------------------------------------------------------------
+
+KIND_OF_TYPE = {"docker:index/container:Container": CONTAINER, "docker:index/volume:Volume": VOLUME,
+                "docker:index/service:Service": SERVICE, "docker:index/secret:Secret": SECRET, "docker:index/image:Image": IMAGE}
+
+
+def declared_names(evaluation) -> set[tuple[str, str]]:
+    """(kind, name as given to the engine) of everything the program names."""
+    names = set()
+    for resource in evaluation.resources:
+        if resource.type == "docker:index/network:Network":
+            kind = OVERLAY_NETWORK if resource.inputs.get("driver") == "overlay" else BRIDGE_NETWORK
+            names.add((kind.what, resource.inputs["name"]))
+        elif resource.type in KIND_OF_TYPE:
+            name = resource.inputs.get("imageName") or resource.inputs.get("name") or resource.autoname
+            if resource.autoname:
+                assert re.fullmatch(r".+-[0-9a-f]{7}", name)
+                name = name[:-len(AUTONAME_SUFFIX)] + AUTONAME_SUFFIX
+            names.add((KIND_OF_TYPE[resource.type].what, name))
+    return names
+
+
+@pytest.mark.parametrize("base, stack, overrides", [
+    ("dev", "dev", {}),
+    ("dev", "dev-Alice", {"carecircle:monitoringEnabled": "true", "carecircle:apiGreenReplicas": "2"}),
+    ("staging", "staging", {}),
+    ("prod", "prod-EU", {"carecircle:apiGreenReplicas": "3", "carecircle:apiGreenImage": "ghcr.io/carecircle/api:1.0.1@sha256:" + "1" * 64}),
+])
+def test_the_settings_know_every_name_the_program_declares(base, stack, overrides):
+    project, config, secret_keys = load_stack_config(base)
+    config = {**config, **overrides}
+    if base == "prod":
+        config["carecircle:sentryDsn"], secret_keys = "https://0123456789abcdef@o0.ingest.sentry.io/42", {*secret_keys, "carecircle:sentryDsn"}
+    evaluation = evaluate_config(stack, project, config, secret_keys)
+    enumerated = {(n.kind.what, n.on_the_engine) for n in derived_names(parse_settings(stack, config, secret_keys))}
+    declared = declared_names(evaluation)
+    assert declared and declared == enumerated
