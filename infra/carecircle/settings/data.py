@@ -40,8 +40,10 @@ def clear_or_anonymous(url: str) -> Optional[str]:
         return "is redis://, which carries the password and every job in clear: use rediss:// (TLS)"
     elif parts.scheme == "amqp":
         return "is amqp://, which carries the credentials and every message in clear: use amqps:// (TLS)"
-    if not parts.username or not parts.password:
-        return "has no user and password: a managed service reached over the internet needs both"
+    if not parts.password or (parts.scheme != "rediss" and not parts.username):
+        # Redis authenticates with a password alone (AUTH <password>); postgres and AMQP with a user too.
+        return "has no user and password: a managed service reached over the internet needs both" if parts.scheme != "rediss" \
+            else "has no password: a managed Redis reached over the internet needs one"
     return None
 
 
