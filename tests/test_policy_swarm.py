@@ -307,3 +307,15 @@ def test_a_preview_with_unknown_values_reports_nothing_false(stacks):
             skipped.append(policy.name)
     assert reported == []
     assert "images-pinned" in skipped  # judged once the image is known, as for a container
+
+
+def test_a_swarm_secrets_url_password_copied_under_an_innocent_name_is_refused(stacks):
+    """Only the password of the database URL (not the URL): still the Swarm secret's value."""
+    from urllib.parse import urlsplit
+
+    secret = stacks["prod"].get(SECRET, "carecircle-prod-database-url")
+    password = urlsplit(base64.b64decode(secret.inputs["data"]).decode()).password
+    assert password and len(password) >= pack.MIN_MATCHED_SECRET
+    resources = changed(stacks["prod"], "carecircle-prod-workers", env_with(FEATURE_FLAGS=f"beta,{password}"))
+    assert fired(resources) == {"swarm-no-env-secrets"}
+    assert "FEATURE_FLAGS holds the value of Swarm secret carecircle-prod-database-url" in check(resources)[0].message
