@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 from config_checks import refused
-from hypothesis import HealthCheck, example, given
+from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -149,12 +149,14 @@ def test_any_stack_name_pulumi_allows_runs_the_tools_or_is_refused_clearly(stack
     except ConfigError as error:
         assert "Traceback" not in str(error) and error.problems
         assert all(p.fix.startswith(("pulumi config", "set ", "pulumi stack rename")) for p in error.problems), error
+        event("refused: " + ", ".join(sorted({p.key for p in error.problems})))
         return
     finally:
         stack_file.unlink()
     data = report.build(evaluation, settings)
     assert report.markdown(data) and report.mermaid(data) and report.as_json(data)
     assert diffing.diff(diffing.snapshot(evaluate_stack(base)), diffing.snapshot(evaluation), across_stacks=True) is not None
+    event("accepted, and every tool ran")
 
 
 def test_the_cli_refuses_an_unusable_stack_name_in_one_message(tmp_path):

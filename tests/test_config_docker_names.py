@@ -15,7 +15,7 @@ import tarfile
 
 import docker
 import pytest
-from hypothesis import HealthCheck, example, given
+from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from swarm.cluster import SwarmCluster, missing_prerequisites
@@ -111,6 +111,7 @@ def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(engine, bas
         named = [p for p in error.problems if p.key in ("carecircle:namePrefix", "stack name")]
         assert named and len(named) == len(error.problems), error
         assert all(p.fix.startswith(("pulumi config set carecircle:namePrefix", "pulumi stack rename")) for p in named)
+        event("refused: " + ("a host name label over 63" if "DNS label" in named[0].message else "a name the engine refuses"))
         if "DNS label" in named[0].message:  # a host name Docker's DNS could not be asked for (RFC 1035)
             return
         # the engine refuses at least one of the names, so the settings are not stricter than it is
@@ -119,6 +120,7 @@ def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(engine, bas
         return
     refusals = {n.on_the_engine: engine_refusal(engine, n.kind, n.on_the_engine) for n in derived_names(settings)}
     assert {name: why for name, why in refusals.items() if why} == {}
+    event("accepted, and the engine took every name")
 
 
 def test_the_engine_refuses_what_the_rules_refuse(engine):

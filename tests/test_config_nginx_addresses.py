@@ -10,7 +10,7 @@ import string
 
 import pytest
 from config_checks import accepted, consumer_workdir, minimal_http, nginx_checks, nginx_output, refused, settings_or_error
-from hypothesis import HealthCheck, example, given
+from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -103,9 +103,11 @@ def test_every_cidr_the_settings_accept_is_one_nginx_reads(workdir, trusted, all
     networks = [[ipaddress.ip_network(c) for c in cidrs] for cidrs in (trusted, allowlist)]
     if any(len(set(n)) != len(n) for n in networks):  # the same network twice: refused, see below
         assert isinstance(outcome, ConfigError) and "twice" in str(outcome)
+        event("refused: a network listed twice")
         return
     assert not isinstance(outcome, ConfigError), str(outcome)
     nginx_checks(outcome, directory, None)
+    event("accepted, and nginx -t passed")
 
 
 @pytest.mark.parametrize("key, cidrs", [
@@ -159,8 +161,10 @@ def test_server_names_and_origins_of_any_accepted_length_fit_nginx(workdir, serv
         assert all(p.key in ("carecircle:gatewayCorsOrigins", "carecircle:gatewayServerName") for p in outcome.problems)
         assert any(("default port" in p.message or "twice" in p.message or "not an origin" in p.message)
                    for p in outcome.problems), outcome
+        event("refused: an origin no browser sends, or listed twice")
         return
     nginx_checks(outcome, directory, tls)
+    event("accepted, and nginx -t passed")
 
 
 def test_sixty_four_origins_of_the_longest_length_fit_without_a_warning(workdir):

@@ -10,7 +10,7 @@ import string
 
 import pytest
 from config_checks import accepted, refused, settings_or_error
-from hypothesis import HealthCheck, example, given
+from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -89,6 +89,7 @@ def test_an_accepted_pattern_matches_in_nginx_what_python_says_it_matches(tmp_pa
     expected = [o for o in origins if any(re.search(p[1:], o) for p in patterns)]
     with stub_upstreams(1) as upstreams, running_gateway(tmp_path_factory.mktemp("cors"), outcome, upstreams) as gateway:
         assert allowed_origins(gateway, origins) == expected, (patterns, origins)
+    event("accepted, and nginx matched as Python")
 
 
 # ---- what the grammar refuses ----------------------------------------------------------------------

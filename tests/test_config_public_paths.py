@@ -11,7 +11,7 @@ import string
 
 import pytest
 from config_checks import refused, settings_or_error
-from hypothesis import HealthCheck, example, given
+from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -75,11 +75,13 @@ def test_no_accepted_configuration_lets_the_internet_reach_the_metrics(tmp_path_
     outcome = settings_or_error("dev", {**OPEN, "carecircle:gatewayRoutes": routes, "carecircle:apiMetricsPath": metrics})
     if isinstance(outcome, ConfigError):  # the metrics path under a route that keeps its prefix
         assert {p.key for p in outcome.problems} == {"carecircle:apiMetricsPath"}, outcome
+        event("refused: metrics under a route that keeps its prefix")
         return
     with stub_upstreams(1) as upstreams, running_gateway(tmp_path_factory.mktemp("paths"), outcome, upstreams) as gateway:
         assert reached_metrics(gateway, upstreams, metrics, routes) == []
         # the route itself still works: a path beside the metrics reaches the api
         assert gateway.request("GET", routes[0]["path"] + "other")[0] == 200
+    event("accepted, and no request reached the metrics")
 
 
 def test_a_route_that_strips_its_prefix_would_forward_the_metrics_path_without_the_gateways_refusal(tmp_path):

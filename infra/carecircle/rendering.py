@@ -97,8 +97,8 @@ class Upstream:
     def __post_init__(self) -> None:
         object.__setattr__(self, "servers", tuple(self.servers))
         for server in self.servers:
-            # A DNS name may hold upper case (a stack named prod-EU): Docker's DNS matches names case-insensitively.
-            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?:[0-9]{1,5}", server):
+            host = r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?" if self.resolve else r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
+            if not re.fullmatch(rf"{host}:[0-9]{{1,5}}", server):
                 raise ValueError(f"upstream server {server!r} is not host:port" + (" with a DNS name" if self.resolve else ""))
 
 

@@ -121,7 +121,9 @@ def swarm_upstreams(settings: Settings, services: Mapping[str, str]) -> dict[str
     """The gateway's upstreams: the tasks of the active pool's service (and the idle one's, for the
     preview listener), re-resolved as tasks start, stop and move."""
     def tasks(color: str) -> Upstream:
-        return Upstream((f"tasks.{services[color]}:{settings.api_port}",), resolve=True) if color in services else Upstream(())
+        # Lower case: a stack named prod-EU names its services in upper case, and Docker's DNS answers
+        # for them in any case (moby daemon/libnetwork/network.go lowercases names it records and asks for).
+        return Upstream((f"tasks.{services[color].lower()}:{settings.api_port}",), resolve=True) if color in services else Upstream(())
 
     return {"api": tasks(settings.api_active_color), "api_idle": tasks(settings.idle_color)}
 
