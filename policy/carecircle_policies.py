@@ -571,12 +571,14 @@ def swarm_secrets(resources: list) -> dict[str, tuple[str, str]]:
         if resource.resource_type != SWARM_SECRET:
             continue
         data = _known(lambda resource=resource: resource.props.get("data"))
-        if not isinstance(data, str) or not data or len(data) > MAX_JUDGED_LENGTH:
+        if not isinstance(data, str) or not data:
             continue
         try:
             value = base64.b64decode(data, validate=True).decode()
         except (binascii.Error, ValueError, UnicodeDecodeError):
             value = data
+        if len(value) > MAX_JUDGED_LENGTH:  # more than Swarm holds (500 KiB): it refuses such a secret itself
+            continue
         label = _known(lambda resource=resource: resource.props.get("name")) or resource.name
         for reference in {resource.name, label, _known(lambda resource=resource: resource.props.get("id")) or ""} - {""}:
             found[reference] = (label, value)

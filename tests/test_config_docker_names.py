@@ -123,17 +123,25 @@ def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(engine, bas
     event("accepted, and the engine took every name")
 
 
-def test_the_engine_refuses_what_the_rules_refuse(engine):
-    """Each rule, on the engine itself: the limits are the engine's, not ours."""
-    assert engine_refusal(engine, OVERLAY_NETWORK, "care.circle-prod-edge")  # no '.' in a Swarm network
-    assert engine_refusal(engine, OVERLAY_NETWORK, "n" * 64) and not engine_refusal(engine, OVERLAY_NETWORK, "n" * 63)
-    assert engine_refusal(engine, SERVICE, "s" * 64) and not engine_refusal(engine, SERVICE, "S" * 63)
-    assert engine_refusal(engine, SERVICE, "a.b")
-    assert engine_refusal(engine, SECRET, "x" * 65) and not engine_refusal(engine, SECRET, "x.y_z-" + "x" * 58)
-    assert engine_refusal(engine, VOLUME, "v") and engine_refusal(engine, CONTAINER, "-c")
-    assert engine_refusal(engine, IMAGE, "carecircle-dev-Alice-dev-stub-app:local")  # no upper case in a repository
+KINDS = (CONTAINER, VOLUME, BRIDGE_NETWORK, OVERLAY_NETWORK, SERVICE, SECRET)
+PROBES = ["a.b", "a_b", "A-B", "-ab", "ab-", "a", "ab", "a..b", "a__b", "a--b", "a b"]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.what)
+def test_each_kinds_grammar_and_limit_are_the_engines(engine, kind):
+    """The engine refuses a probe exactly when the kind's pattern and length limit do (the names' own
+    rules, proven on the engine itself: the limits are the engine's, not ours)."""
+    def ours(name: str) -> bool:
+        return kind.pattern.fullmatch(name) is not None and len(name) <= kind.max_length
+
+    probes = PROBES + ([f"{'x' * (kind.max_length - 1)}y", f"{'x' * kind.max_length}y"] if kind.max_length < 1000 else [])
+    assert {name: ours(name) for name in probes} == {name: engine_refusal(engine, kind, name) is None for name in probes}
+
+
+def test_the_engine_refuses_upper_case_in_a_repository(engine):
+    assert engine_refusal(engine, IMAGE, "carecircle-dev-Alice-dev-stub-app:local")
     assert not engine_refusal(engine, IMAGE, "carecircle-dev-alice-dev-stub-app:local")
-    assert not engine_refusal(engine, BRIDGE_NETWORK, "care.circle_dev.Edge")
+    assert IMAGE.pattern.fullmatch("carecircle-dev-alice-dev-stub-app:local") and not IMAGE.pattern.fullmatch("carecircle-dev-Alice:local")
 
 
 def test_a_swarm_secret_of_the_largest_value_the_settings_take_fits_the_engine(engine):
