@@ -6,7 +6,6 @@ of the first probe is checked on a real dockerd."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import datetime
 
@@ -106,31 +105,23 @@ def test_the_wait_rule_counts_with_what_the_gateway_declares(stacks):
     accepted("dev", {"carecircle:healthcheckInterval": "55s"})
 
 
-def test_docker_runs_the_first_probe_one_interval_after_the_start(tmp_path_factory):
-    """What the wait rule rests on, on a real dockerd (timestamps the engine records)."""
-    import docker
-    from swarm.cluster import SwarmCluster, missing_prerequisites
+def test_docker_runs_the_first_probe_one_interval_after_the_start(engine):
+    """What the wait rule rests on, on the session's private dockerd (timestamps the engine records)."""
+    from real_engine import IMAGE
 
-    assert not missing_prerequisites(), missing_prerequisites()
-    context = tmp_path_factory.mktemp("probe-image")
-    shutil.copy2("/bin/busybox", context / "busybox")
-    (context / "Dockerfile").write_text('FROM scratch\nCOPY busybox /busybox\nCMD ["/busybox", "sleep", "60"]\n')
-    with SwarmCluster(managers=1, iptables=False) as cluster:
-        client: docker.DockerClient = cluster.manager().client
-        client.images.build(path=str(context), tag="carecircle-probe:busybox")
-        container = client.containers.run("carecircle-probe:busybox", detach=True, healthcheck={
-            "test": ["CMD", "/busybox", "true"], "interval": 3_000_000_000, "timeout": 1_000_000_000, "retries": 1})
-        try:
-            deadline = time.monotonic() + 30
-            while not (container.attrs["State"].get("Health") or {}).get("Log") and time.monotonic() < deadline:
-                time.sleep(0.2)
-                container.reload()
-            state = container.attrs["State"]
-            started = datetime.fromisoformat(state["StartedAt"][:26])
-            first_probe = datetime.fromisoformat(state["Health"]["Log"][0]["Start"][:26])
-            assert (first_probe - started).total_seconds() >= 3, (state["StartedAt"], state["Health"]["Log"][0]["Start"])
-        finally:
-            container.remove(force=True)
+    container = engine.client.containers.run(IMAGE, ["sleep", "60"], detach=True, healthcheck={
+        "test": ["CMD", "true"], "interval": 3_000_000_000, "timeout": 1_000_000_000, "retries": 1})
+    try:
+        deadline = time.monotonic() + 30
+        while not (container.attrs["State"].get("Health") or {}).get("Log") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            container.reload()
+        state = container.attrs["State"]
+        started = datetime.fromisoformat(state["StartedAt"][:26])
+        first_probe = datetime.fromisoformat(state["Health"]["Log"][0]["Start"][:26])
+        assert (first_probe - started).total_seconds() >= 3, (state["StartedAt"], state["Health"]["Log"][0]["Start"])
+    finally:
+        container.remove(force=True)
 
 
 # ---- every pool spread; an edge node listed once ----------------------------------------------------------

@@ -4,21 +4,18 @@ the combinations whose every derived name (networks, services, secrets, containe
 a real dockerd in swarm mode accepts, and refuse the others naming namePrefix or the stack name.
 The engine's rules are moby's and swarmkit's (cited in settings/docker_names.py).
 
-A private dockerd (its own network namespace, data root and socket; tests/swarm/cluster.py) is
-started for the module and stopped by pid when it ends."""
+The dockerd is the session's private one (its own network namespace, data root and socket;
+tests/real_engine.py), stopped by pid when the session ends."""
 
 from __future__ import annotations
 
-import io
 import re
-import tarfile
 
 import docker
 import pytest
 from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from swarm.cluster import SwarmCluster, missing_prerequisites
 
 from carecircle.offline import evaluate_config
 from carecircle.settings import ConfigError, parse_settings
@@ -36,33 +33,20 @@ from carecircle.settings.docker_names import (
 )
 from carecircle.settings.loading import MAX_VALUE_LENGTH
 from carecircle.stackfiles import load_stack_config
-
-PROBE_IMAGE = "carecircle-probe:1"
+from real_engine import IMAGE as IMAGE_ON_ENGINE
 
 
 @pytest.fixture(scope="module")
-def engine():
-    missing = missing_prerequisites()
-    if missing:
-        pytest.fail(f"a real dockerd is needed: {', '.join(missing)} (bin/swarm-prereqs installs it)")
-    with SwarmCluster(managers=1, iptables=False) as cluster:
-        client = cluster.manager().client
-        context = io.BytesIO()
-        with tarfile.open(fileobj=context, mode="w") as tar:
-            for name, data in (("Dockerfile", b"FROM scratch\nCOPY probe /probe\n"), ("probe", b"probe")):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        context.seek(0)
-        client.images.build(fileobj=context, custom_context=True, tag=PROBE_IMAGE)
-        yield client
+def client(engine) -> docker.DockerClient:
+    """The session's private dockerd (a one-node swarm, tests/real_engine.py)."""
+    return engine.client
 
 
 def engine_refusal(client: docker.DockerClient, kind, name: str) -> str | None:
     """Create `name` as the engine would be asked to (then remove it); the engine's error, or None."""
     try:
         if kind is CONTAINER:
-            client.containers.create(PROBE_IMAGE, command=["/probe"], name=name).remove()
+            client.containers.create(IMAGE_ON_ENGINE, name=name).remove()
         elif kind is VOLUME:
             client.volumes.create(name).remove()
         elif kind is BRIDGE_NETWORK:
@@ -70,12 +54,12 @@ def engine_refusal(client: docker.DockerClient, kind, name: str) -> str | None:
         elif kind is OVERLAY_NETWORK:
             client.networks.create(name, driver="overlay", attachable=True).remove()
         elif kind is SERVICE:
-            client.services.create(PROBE_IMAGE, name=name).remove()
+            client.services.create(IMAGE_ON_ENGINE, name=name).remove()
         elif kind is SECRET:
             client.secrets.create(name=name, data=b"probe").remove()
         elif kind is IMAGE:
             repository, tag = name.rsplit(":", 1)
-            client.images.get(PROBE_IMAGE).tag(repository, tag)
+            client.images.get(IMAGE_ON_ENGINE).tag(repository, tag)
             client.images.remove(name)
         else:
             raise AssertionError(kind)
@@ -102,7 +86,7 @@ PREFIX = st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,62}", fullmatch=True)
 @example(base="dev", tail="Alice", prefix="care.circle_x")
 @example(base="staging", tail="", prefix="c" * 39)
 @example(base="prod", tail="x" * 90, prefix="c")
-def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(engine, base, tail, prefix):
+def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(client, base, tail, prefix):
     stack = f"{base}-{tail}" if tail else base
     try:
         settings = settings_of(base, stack, prefix)
@@ -116,9 +100,9 @@ def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(engine, bas
             return
         # the engine refuses at least one of the names, so the settings are not stricter than it is
         probe = settings_of(base, base, "carecircle").model_copy(update={"stack": stack, "name_prefix": prefix})
-        assert any(engine_refusal(engine, n.kind, n.on_the_engine) for n in derived_names(probe)), (stack, prefix)
+        assert any(engine_refusal(client, n.kind, n.on_the_engine) for n in derived_names(probe)), (stack, prefix)
         return
-    refusals = {n.on_the_engine: engine_refusal(engine, n.kind, n.on_the_engine) for n in derived_names(settings)}
+    refusals = {n.on_the_engine: engine_refusal(client, n.kind, n.on_the_engine) for n in derived_names(settings)}
     assert {name: why for name, why in refusals.items() if why} == {}
     event("accepted, and the engine took every name")
 
@@ -128,28 +112,28 @@ PROBES = ["a.b", "a_b", "A-B", "-ab", "ab-", "a", "ab", "a..b", "a__b", "a--b", 
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.what)
-def test_each_kinds_grammar_and_limit_are_the_engines(engine, kind):
+def test_each_kinds_grammar_and_limit_are_the_engines(client, kind):
     """The engine refuses a probe exactly when the kind's pattern and length limit do (the names' own
     rules, proven on the engine itself: the limits are the engine's, not ours)."""
     def ours(name: str) -> bool:
         return kind.pattern.fullmatch(name) is not None and len(name) <= kind.max_length
 
     probes = PROBES + ([f"{'x' * (kind.max_length - 1)}y", f"{'x' * kind.max_length}y"] if kind.max_length < 1000 else [])
-    assert {name: ours(name) for name in probes} == {name: engine_refusal(engine, kind, name) is None for name in probes}
+    assert {name: ours(name) for name in probes} == {name: engine_refusal(client, kind, name) is None for name in probes}
 
 
-def test_the_engine_refuses_upper_case_in_a_repository(engine):
-    assert engine_refusal(engine, IMAGE, "carecircle-dev-Alice-dev-stub-app:local")
-    assert not engine_refusal(engine, IMAGE, "carecircle-dev-alice-dev-stub-app:local")
+def test_the_engine_refuses_upper_case_in_a_repository(client):
+    assert engine_refusal(client, IMAGE, "carecircle-dev-Alice-dev-stub-app:local")
+    assert not engine_refusal(client, IMAGE, "carecircle-dev-alice-dev-stub-app:local")
     assert IMAGE.pattern.fullmatch("carecircle-dev-alice-dev-stub-app:local") and not IMAGE.pattern.fullmatch("carecircle-dev-Alice:local")
 
 
-def test_a_swarm_secret_of_the_largest_value_the_settings_take_fits_the_engine(engine):
+def test_a_swarm_secret_of_the_largest_value_the_settings_take_fits_the_engine(client):
     assert MAX_VALUE_LENGTH < SWARM_SECRET_MAX_BYTES
-    assert engine.secrets.create(name="largest-setting", data=b"s" * MAX_VALUE_LENGTH).remove()
-    assert engine.secrets.create(name="swarm-limit", data=b"s" * SWARM_SECRET_MAX_BYTES).remove()
+    assert client.secrets.create(name="largest-setting", data=b"s" * MAX_VALUE_LENGTH).remove()
+    assert client.secrets.create(name="swarm-limit", data=b"s" * SWARM_SECRET_MAX_BYTES).remove()
     with pytest.raises(docker.errors.APIError, match="less than 512000 bytes"):
-        engine.secrets.create(name="beyond", data=b"s" * (SWARM_SECRET_MAX_BYTES + 1))
+        client.secrets.create(name="beyond", data=b"s" * (SWARM_SECRET_MAX_BYTES + 1))
 
 
 # ---- the enumeration is the program's ---------------------------------------------------------------
