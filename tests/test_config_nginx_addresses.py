@@ -96,6 +96,7 @@ def written_cidr(draw) -> str:
 @given(trusted=st.lists(written_cidr(), min_size=1, max_size=6), allowlist=st.lists(written_cidr(), max_size=6),
        balancers=st.booleans())
 @example(trusted=["10.0.0.0/8", "::ffff:10.0.0.0/104", "2001:DB8::/32", "0.0.0.0/0"], allowlist=["::/0"], balancers=False)
+@example(trusted=["0.0.0.0/0"], allowlist=["0.0.0.0/0", "0.0.0.0/1"], balancers=False)
 def test_every_cidr_the_settings_accept_is_one_nginx_reads(workdir, trusted, allowlist, balancers):
     directory, tls = workdir
     key = "carecircle:gatewayLoadBalancers" if balancers else "carecircle:gatewayTrustedProxies"

@@ -155,9 +155,13 @@ def hash_bucket_size(keys: Sequence[str]) -> int:
 
 def geo_networks(cidrs: Sequence[str]) -> list[str]:
     """CIDRs for a `geo` block, whose `default` already is 0.0.0.0/0 and ::/0 (nginx warns "duplicate
-    network" when one is listed): a whole family is written as its two halves."""
+    network" when one is listed): a whole family is written as its two halves, each network once."""
     halves = {"0.0.0.0/0": ["0.0.0.0/1", "128.0.0.0/1"], "::/0": ["::/1", "8000::/1"]}
-    return [half for cidr in cidrs for half in halves.get(str(ipaddress.ip_network(cidr)), [cidr])]
+    written: dict[object, str] = {}
+    for cidr in cidrs:
+        for network in halves.get(str(ipaddress.ip_network(cidr)), [cidr]):
+            written.setdefault(ipaddress.ip_network(network), network)
+    return list(written.values())
 
 
 def metrics_paths(settings: Settings) -> list[str]:
