@@ -716,7 +716,9 @@ def _container_names(resources: list) -> set[str]:
 
 
 def _env_of(resource: Any) -> dict[str, str]:
-    """A container's or Swarm service's environment, by name."""
+    """A container's or Swarm service's environment, or the variables of a Swarm config (a service's env file)."""
+    if resource.resource_type == SWARM_CONFIG:
+        return dotenv_variables(_known(lambda: config_text(resource.props)) or "")
     if resource.resource_type == SERVICE:
         return {k: str(v) for k, v in (_known(lambda: _at(resource.props, "taskSpec", "containerSpec", "env"), {}) or {}).items()}
     return dict(str(entry).partition("=")[::2] for entry in _known(lambda: resource.props.get("envs"), []) or [])
@@ -733,7 +735,7 @@ def _encrypted_connections(args: StackValidationArgs, report_violation: ReportVi
             value = next((value for label, value in swarm_secrets([resource]).values()), "")
             for problem in clear_connections(value, internal):
                 report_violation(f"Swarm secret {name} holds {problem}, in {env}", resource.urn)
-        elif resource.resource_type in (SERVICE, CONTAINER):
+        elif resource.resource_type in (SERVICE, CONTAINER, SWARM_CONFIG):
             for key, value in sorted(_env_of(resource).items()):
                 if len(value) > MAX_JUDGED_LENGTH:
                     continue  # reported by the secrets rules
@@ -747,22 +749,25 @@ def _encrypted_connections(args: StackValidationArgs, report_violation: ReportVi
 RESTARTING = ("always", "unless-stopped")
 
 
-@_tasks
 def _production_runtime(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     env = environment(args.urn)
-    if env not in STRICT:
+    if env not in STRICT or args.resource_type not in (CONTAINER, SERVICE, SWARM_CONFIG):
         return
-    name = args.props.get("name")
-    node_env = dict(str(entry).partition("=")[::2] for entry in args.props.get("envs") or []).get("NODE_ENV")
+    name = _known(lambda: args.props.get("name")) or args.name
+    if args.resource_type == SWARM_CONFIG:  # a service's env file
+        variables = dotenv_variables(_known(lambda: config_text(args.props)) or "")
+    elif args.resource_type == SERVICE:
+        variables = {k: str(v) for k, v in (_known(lambda: _at(args.props, "taskSpec", "containerSpec", "env"), {}) or {}).items()}
+    else:
+        variables = dict(str(entry).partition("=")[::2] for entry in _known(lambda: args.props.get("envs"), []) or [])
+    node_env = variables.get("NODE_ENV")
     if node_env not in (None, "production"):
         report_violation(f"{name}: NODE_ENV={node_env}, not production, in {env}", None)
-    if args.resource_type == CONTAINER and args.props.get("restart") not in RESTARTING:
+    if args.resource_type == CONTAINER and _known(lambda: args.props.get("restart"), "always") not in RESTARTING:
         report_violation(f"{name}: restart policy {args.props.get('restart') or 'unset'} leaves it stopped after some exits, "
                          f"in {env}: {' or '.join(RESTARTING)}", None)
-    if args.resource_type == SERVICE:
-        condition = _known(lambda: _at(args._args.props, "taskSpec", "restartPolicy", "condition"))  # type: ignore[attr-defined]
-        if condition == "on-failure":
-            report_violation(f"{name}: restart condition on-failure leaves a task that exited 0 stopped, in {env}: any", None)
+    if args.resource_type == SERVICE and _known(lambda: _at(args.props, "taskSpec", "restartPolicy", "condition")) == "on-failure":
+        report_violation(f"{name}: restart condition on-failure leaves a task that exited 0 stopped, in {env}: any", None)
 
 
 CORS_MAP = re.compile(r"map \$http_origin \$carecircle_cors_origin \{(?P<body>[^}]*)\}")
@@ -850,8 +855,8 @@ POLICIES = [
                                       "and no credential or trace travels over http://.",
                           validate=_encrypted_connections),
     ResourceValidationPolicy(name="production-runtime",
-                             description="In staging and prod apps run with NODE_ENV=production and every container or task "
-                                         "restarts whatever stopped it.",
+                             description="In staging and prod apps run with NODE_ENV=production (env or env file) and every "
+                                         "container or task restarts whatever stopped it.",
                              validate=_production_runtime),
     ResourceValidationPolicy(name="cors-credentials-owned-origins",
                              description="In staging and prod the gateway sends CORS credentials only to HTTPS origins of one domain.",

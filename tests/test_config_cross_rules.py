@@ -34,10 +34,13 @@ def test_a_stop_grace_period_shorter_than_the_shutdown_delay_is_refused(stack, c
 
 
 def test_the_grace_period_is_checked_against_the_delay_the_api_is_given():
+    from carecircle.audit.swarm_report import env_file_variables
+
     evaluation = evaluate_stack("prod", overrides={"carecircle:apiShutdownGraceSeconds": 9})  # one second past the delay
     api = next(r for r in evaluation.of_type(SERVICE) if "api-blue" in r.name)
-    spec = api.inputs["taskSpec"]["containerSpec"]
-    assert int(spec["env"]["SHUTDOWN_DELAY_SECONDS"]) == 8 and spec["stopGracePeriod"] == "9s"
+    env_file = next(r for r in evaluation.of_type("docker:index/serviceConfig:ServiceConfig") if "api-blue" in r.name)
+    assert int(env_file_variables(env_file)["SHUTDOWN_DELAY_SECONDS"]) == 8
+    assert api.inputs["taskSpec"]["containerSpec"]["stopGracePeriod"] == "9s"
     accepted("prod", {**ENGINE, "carecircle:apiShutdownGraceSeconds": 1})  # the engine's gateway has fixed addresses
 
 
@@ -86,7 +89,8 @@ def test_the_rollout_rule_counts_with_what_each_service_declares(stacks):
     for service in stacks["prod"].of_type(SERVICE):
         health = service.inputs["taskSpec"]["containerSpec"]["healthcheck"]
         assert health["startPeriod"] == f"{HEALTHCHECK_START_PERIOD_SECONDS}s" and health["timeout"] == f"{HEALTHCHECK_TIMEOUT_SECONDS}s"
-        assert service.inputs["convergeConfig"]["timeout"] == "300s"
+    gates = [r for r in stacks["prod"].of_type("command:local:Command") if r.name.endswith("-rollout")]
+    assert gates and all(gate.inputs["create"].endswith(" 300") for gate in gates)  # swarmConvergeTimeout 5m, in seconds
 
 
 # ---- the gateway turns healthy while `pulumi up` waits for it -------------------------------------------

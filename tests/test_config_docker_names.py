@@ -22,6 +22,7 @@ from carecircle.settings import ConfigError, parse_settings
 from carecircle.settings.docker_names import (
     AUTONAME_SUFFIX,
     BRIDGE_NETWORK,
+    CONFIG,
     CONTAINER,
     IMAGE,
     OVERLAY_NETWORK,
@@ -57,6 +58,8 @@ def engine_refusal(client: docker.DockerClient, kind, name: str) -> str | None:
             client.services.create(IMAGE_ON_ENGINE, name=name).remove()
         elif kind is SECRET:
             client.secrets.create(name=name, data=b"probe").remove()
+        elif kind is CONFIG:
+            client.configs.create(name=name, data=b"probe").remove()
         elif kind is IMAGE:
             repository, tag = name.rsplit(":", 1)
             client.images.get(IMAGE_ON_ENGINE).tag(repository, tag)
@@ -107,7 +110,7 @@ def test_the_settings_accept_a_name_exactly_when_the_engine_takes_it(client, bas
     event("accepted, and the engine took every name")
 
 
-KINDS = (CONTAINER, VOLUME, BRIDGE_NETWORK, OVERLAY_NETWORK, SERVICE, SECRET)
+KINDS = (CONTAINER, VOLUME, BRIDGE_NETWORK, OVERLAY_NETWORK, SERVICE, SECRET, CONFIG)
 PROBES = ["a.b", "a_b", "A-B", "-ab", "ab-", "a", "ab", "a..b", "a__b", "a--b", "a b"]
 
 
@@ -139,22 +142,23 @@ def test_a_swarm_secret_of_the_largest_value_the_settings_take_fits_the_engine(c
 # ---- the enumeration is the program's ---------------------------------------------------------------
 
 KIND_OF_TYPE = {"docker:index/container:Container": CONTAINER, "docker:index/volume:Volume": VOLUME,
-                "docker:index/service:Service": SERVICE, "docker:index/secret:Secret": SECRET, "docker:index/image:Image": IMAGE}
+                "docker:index/service:Service": SERVICE, "docker:index/secret:Secret": SECRET, "docker:index/image:Image": IMAGE,
+                "docker:index/serviceConfig:ServiceConfig": CONFIG}
 
 
 def declared_names(evaluation) -> set[tuple[str, str]]:
     """(kind, name as given to the engine) of everything the program names."""
     names = set()
     for resource in evaluation.resources:
-        if resource.type == "docker:index/network:Network":
-            kind = OVERLAY_NETWORK if resource.inputs.get("driver") == "overlay" else BRIDGE_NETWORK
-            names.add((kind.what, resource.inputs["name"]))
-        elif resource.type in KIND_OF_TYPE:
+        if resource.type == "docker:index/network:Network" and resource.inputs.get("driver") != "overlay":
+            names.add((BRIDGE_NETWORK.what, resource.inputs["name"]))
+        elif resource.type in {**KIND_OF_TYPE, "docker:index/network:Network": OVERLAY_NETWORK}:
+            kind = KIND_OF_TYPE.get(resource.type, OVERLAY_NETWORK)
             name = resource.inputs.get("imageName") or resource.inputs.get("name") or resource.autoname
             if resource.autoname:
                 assert re.fullmatch(r".+-[0-9a-f]{7}", name)
                 name = name[:-len(AUTONAME_SUFFIX)] + AUTONAME_SUFFIX
-            names.add((KIND_OF_TYPE[resource.type].what, name))
+            names.add((kind.what, name))
     return names
 
 

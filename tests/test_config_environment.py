@@ -5,10 +5,14 @@ Windows, a reservation equal to its limit). PEM files are also checked by the re
 
 from __future__ import annotations
 
+import string
 import subprocess
 
 import pytest
 from config_checks import UPSTREAMS, accepted, refused
+from hypothesis import HealthCheck, event, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.rendering import NginxPaths, TlsFiles, render_nginx_conf
@@ -209,3 +213,25 @@ def test_a_memory_reservation_equal_to_an_allowed_limit_is_accepted(app, memory)
     accepted("prod", {f"carecircle:{app}MemoryMb": memory, f"carecircle:{app}MemoryReservedMb": memory})
     assert ("at most" if memory < 1_048_576 else "1048576") in refused("prod", {f"carecircle:{app}MemoryMb": memory, f"carecircle:{app}MemoryReservedMb": memory + 1},
                                 f"carecircle:{app}MemoryReservedMb")  # above its limit, or above the largest limit
+
+
+# ---- settings that travel in a swarm service's env file ----------------------------------------------------
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.text(alphabet=string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/", max_size=40))
+@example(path="it's")
+def test_a_trace_endpoint_the_settings_accept_reaches_the_env_file_as_written(path):
+    """The env file (KEY='value' lines) cannot hold a single quote: such an endpoint is refused with the
+    key, never a ValueError while the program declares the stack."""
+    from carecircle.audit.swarm_report import env_file_variables
+
+    endpoint = "https://otel-collector.carecircle.example:4318/" + path
+    try:
+        evaluation = evaluate_stack("prod", overrides={"carecircle:otelExporterEndpoint": endpoint})
+    except ConfigError as error:
+        assert [p.key for p in error.problems] == ["carecircle:otelExporterEndpoint"], error
+        event("refused: " + ("a single quote" if "'" in endpoint else "not a URL"))
+        return
+    env_files = evaluation.of_type("docker:index/serviceConfig:ServiceConfig")
+    assert env_files and all(env_file_variables(f)["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint for f in env_files)
+    event("accepted, and the env file holds it verbatim")

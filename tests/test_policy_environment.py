@@ -111,6 +111,34 @@ def test_a_container_that_exited_zero_must_come_back(stacks, policy):
     assert fired(resources) == {"production-runtime"}
 
 
+def env_file(**values):
+    """A service's env file (a Swarm config) with these variables changed."""
+    def change(inputs):
+        from carecircle.components.swarm_service import render_env_file
+
+        current = pack.dotenv_variables(pack.config_text(inputs))
+        inputs["data"] = base64.b64encode(render_env_file({**current, **values}).encode()).decode()
+    return change
+
+
+@pytest.mark.parametrize("variables, rule", [
+    ({"NODE_ENV": "development"}, "production-runtime"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.example:4318"}, "encrypted-connections"),
+])
+def test_a_services_env_file_is_judged_as_its_environment(stacks, variables, rule):
+    config = next(r.name for r in stacks["prod"].resources if r.type == "docker:index/serviceConfig:ServiceConfig" and "api-blue" in r.name)
+    resources = changed(stacks["prod"], "docker:index/serviceConfig:ServiceConfig", config, env_file(**variables))
+    assert fired(resources) == {rule}
+    assert fired(changed(stacks["prod"], "docker:index/serviceConfig:ServiceConfig", config, env_file(**variables), stack="dev")) == set()
+
+
+def test_the_committed_env_files_are_read(stacks):
+    """Not vacuous: the pack finds NODE_ENV and the trace endpoint in the env files prod declares."""
+    configs = [r for r in stacks["prod"].resources if r.type == "docker:index/serviceConfig:ServiceConfig"]
+    variables = [pack.dotenv_variables(pack.config_text(c.inputs)) for c in configs]
+    assert configs and all(v.get("NODE_ENV") == "production" and v["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("https://") for v in variables)
+
+
 # ---- cors-credentials-owned-origins -----------------------------------------------------------------------
 
 def gateway_config(origins: list[str], credentials: bool):

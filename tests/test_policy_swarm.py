@@ -195,7 +195,7 @@ def with_env_file_line(evaluation, service: str, line: str):
     return resources
 
 
-@pytest.mark.parametrize("line", [f"DATABASE_URL='postgresql://carecircle:{STRONG}@ep-x.neon.tech/carecircle'",
+@pytest.mark.parametrize("line", [f"DATABASE_URL='postgresql://carecircle:{STRONG}@ep-x.neon.tech/carecircle?sslmode=require'",
                                   f"STRIPE_API_KEY={STRONG}", f"LEGACY='rediss://default:{STRONG}@eu1.upstash.io:6379'"])
 def test_a_credential_in_a_services_env_file_is_refused_like_one_in_its_environment(stacks, line):
     """A Swarm config is plain text to anyone who can `docker config inspect` it."""

@@ -135,6 +135,9 @@ def _http_url(value: Any) -> str:
     parts = parsed_url(text, ("http", "https"))
     if parts is None or parts.username is not None or parts.fragment:
         raise rule(message)
+    if "'" in text:
+        # A swarm service reads its settings from an env file that quotes each value in single quotes.
+        raise rule(f"{message}, and without a single quote (write it %27)", text.replace("'", "%27"))
     return text
 
 

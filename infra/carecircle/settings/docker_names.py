@@ -13,14 +13,14 @@ by tests/test_config_docker_names.py):
 - Swarm network and service: swarmkit manager/controlapi/common.go `validateAnnotations`
   (`isValidDNSName` ^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$, at most 63 characters), called by
   controlapi/network.go and controlapi/service.go.
-- Swarm secret: swarmkit manager/controlapi/common.go `validateConfigOrSecretAnnotations`
-  (`isValidConfigOrSecretName`, at most 64 characters); its data: swarmkit api/validation/secrets.go
-  `MaxSecretSize` (fewer than 500 KiB).
+- Swarm secret and config (a service's env file): swarmkit manager/controlapi/common.go
+  `validateConfigOrSecretAnnotations` (`isValidConfigOrSecretName`, at most 64 characters); a secret's
+  data: swarmkit api/validation/secrets.go `MaxSecretSize` (fewer than 500 KiB).
 - image (dev builds): distribution/reference regexp.go path components, lower case only; a name is
   made lower case here (Docker DNS and the other kinds take upper case, a repository does not).
 
-Swarm services and secrets are named by Pulumi: the logical name plus "-" and 7 hex characters
-(pulumi-docker's SetAutonaming), which the limits must leave room for.
+Swarm networks, services, secrets and configs are named by Pulumi: the logical name plus "-" and 7 hex
+characters (pulumi-docker's SetAutonaming), which the limits must leave room for.
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ VOLUME = NameKind("volume", RESTRICTED, 10_000, "letters, digits, '_', '.', '-',
 BRIDGE_NETWORK = NameKind("network", re.compile(r".+"), 10_000, "any name")
 SWARM_DNS_NAME = re.compile(r"[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*")
 OVERLAY_NETWORK = NameKind("Swarm network", SWARM_DNS_NAME, 63, "a DNS name component of letters, digits, '-' and '_' "
-                                                                "(no '.'), at most 63 characters")
+                                                                "(no '.'), at most 63 characters", autonamed=True)
 SERVICE = NameKind("Swarm service", SWARM_DNS_NAME, 63, "a DNS name component of letters, digits, '-' and '_' (no '.'), "
                                                        "at most 63 characters", autonamed=True)
-SECRET = NameKind("Swarm secret", re.compile(r"[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?"), 64,
-                  "letters, digits, '-', '_' and '.', at most 64 characters", autonamed=True)
+SECRET_OR_CONFIG_NAME = re.compile(r"[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?")
+SECRET = NameKind("Swarm secret", SECRET_OR_CONFIG_NAME, 64, "letters, digits, '-', '_' and '.', at most 64 characters", autonamed=True)
+CONFIG = NameKind("Swarm config", SECRET_OR_CONFIG_NAME, 64, "letters, digits, '-', '_' and '.', at most 64 characters", autonamed=True)
 IMAGE = NameKind("image", re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"), 255,
                  "lower-case letters and digits separated by '.', '_', '__' or '-'")
 
@@ -96,9 +97,13 @@ def derived_names(settings: Any) -> list[DerivedName]:
     monitoring = s.monitoring_enabled
     if s.platform == "swarm":
         networks = ["edge", "backend", *(["egress"] if s.needs_egress else [])]
-        names += [DerivedName(OVERLAY_NETWORK, s.docker_name(network)) for network in networks]
-        names += [DerivedName(SERVICE, s.docker_name("api", color)) for color in ("blue", "green") if s.api_replicas(color)]
-        names += [DerivedName(SERVICE, s.docker_name("workers"))] if s.workers_replicas else []
+        # Encryption is part of an overlay's logical name (components/overlay_network.py).
+        names += [DerivedName(OVERLAY_NETWORK, s.docker_name(network) + ("-encrypted" if s.swarm_encrypt_overlays else ""))
+                  for network in networks]
+        services = [s.docker_name("api", color) for color in ("blue", "green") if s.api_replicas(color)]
+        services += [s.docker_name("workers")] if s.workers_replicas else []
+        names += [DerivedName(SERVICE, service) for service in services]
+        names += [DerivedName(CONFIG, f"{service}-env") for service in services]  # each service's env file
         secrets = ["database-url", "redis-url", "rabbitmq-url", "jwt-secret", *(["sentry-dsn"] if s.sentry_dsn is not None else [])]
         names += [DerivedName(SECRET, s.docker_name(secret)) for secret in secrets]
         edges = range(1, len(s.swarm_edge_hosts) + 1)
