@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import posixpath
 import re
@@ -35,6 +36,7 @@ import tarfile
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import parse_qsl
 
+from publicsuffixlist import PublicSuffixList
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -773,7 +775,23 @@ def _production_runtime(args: ResourceValidationArgs, report_violation: ReportVi
 CORS_MAP = re.compile(r"map \$http_origin \$carecircle_cors_origin \{(?P<body>[^}]*)\}")
 CORS_CREDENTIALS = re.compile(r"map \$carecircle_cors_origin \$carecircle_cors_credentials \{\s*default \"true\";")
 CORS_KEY = re.compile(r'^\s*"(?P<origin>[^"]+)"\s+\$http_origin;', re.M)
-PINNED_PATTERN = re.compile(r"\^https://.*?(?:\\\.[a-z0-9-]+){2,}(?::[0-9]+)?\$|\^https://(?:[a-z0-9-]+|\\\.)+(?::[0-9]+)?\$", re.I)
+# An HTTPS pattern whose host ends in a literal domain (`tail`: \.carecircle\.example), or is literal throughout.
+PINNED_PATTERN = re.compile(r"\^https://.*?(?P<tail>(?:\\\.[a-z0-9-]+){2,})(?::[0-9]+)?\$|\^https://(?:[a-z0-9-]+|\\\.)+(?::[0-9]+)?\$", re.I)
+
+
+@functools.cache
+def public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List the package ships: co.uk or github.io is a suffix anyone registers under, as .com is."""
+    return PublicSuffixList()
+
+
+def pinned_to_one_domain(pattern: str) -> bool:
+    """Whether every origin an HTTPS pattern matches is in one domain someone holds (not a public suffix)."""
+    match = PINNED_PATTERN.fullmatch(pattern)
+    if match is None:
+        return False
+    tail = match["tail"]
+    return tail is None or public_suffixes().privatesuffix(tail.replace("\\", "")[1:].lower()) is not None
 
 
 def cors_origins_with_credentials(bundle: str) -> list[str]:
@@ -803,7 +821,7 @@ def _credentials_to_owned_https_origins(args: ResourceValidationArgs, report_vio
         return
     for origin in cors_origins_with_credentials(_known(lambda: args.props.get("stdin"), "")):
         if origin.startswith("~"):
-            if not PINNED_PATTERN.fullmatch(origin[1:]):
+            if not pinned_to_one_domain(origin[1:]):
                 report_violation(f"{args.name}: the gateway sends credentials to the origins of {origin}, which matches hosts "
                                  f"outside one HTTPS domain (a wildcard of origins), in {env}", None)
         elif not origin.startswith("https://"):

@@ -135,12 +135,15 @@ WILDCARDS_WITH_CREDENTIALS = [
     "~^https://.*$", "~^https://.+\\.example$", "~^https://[a-z0-9-]+\\.example$", "~^https://[a-z]+carecircle\\.example$",
     "~^https://app\\.carecircle\\.[a-z]+$", "~^https://(app|evil)\\.example$", "~^https://app\\.carecircle\\.example.*$",
     "~^https://[a-z0-9.-]+$", "~^https://app\\.carecircle\\.examples?$", "~^https://app\\.carecircle\\.example\\d$",
+    # two literal labels that are a public suffix: anyone registers a name under them
+    "~^https://[a-z]+\\.co\\.uk$", "~^https://[a-z0-9-]+\\.github\\.io$", "~^https://.*\\.com\\.au$",
 ]
 CLEAR_WITH_CREDENTIALS = ["http://app.carecircle.example", "~^https?://app\\.carecircle\\.example$",
                           "~^http://[a-z]+\\.carecircle\\.example$"]
 OWN_DOMAIN = ["~^https://[a-z0-9-]+\\.carecircle\\.example$", "~^https://(app|admin)\\.carecircle\\.example$",
               "~^https://app\\.carecircle\\.example$", "~^https://.*\\.carecircle\\.example$",
-              "~^https://[a-z]+\\.staging\\.carecircle\\.example:8443$", "https://app.carecircle.example:8443"]
+              "~^https://[a-z]+\\.staging\\.carecircle\\.example:8443$", "https://app.carecircle.example:8443",
+              "~^https://[a-z]+\\.carecircle\\.co\\.uk$"]
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

@@ -148,7 +148,8 @@ def gateway_config(origins: list[str], credentials: bool):
 
 
 @pytest.mark.parametrize("origin", ["~^https://.*$", "~^https://[a-z0-9-]+\\.example$", "~^https?://app\\.carecircle\\.example$",
-                                    "http://app.carecircle.example", "~^http://app\\.carecircle\\.example$"])
+                                    "http://app.carecircle.example", "~^http://app\\.carecircle\\.example$",
+                                    "~^https://[a-z]+\\.co\\.uk$", "~^https://[a-z0-9-]+\\.github\\.io$"])
 def test_the_gateway_sends_credentials_only_to_https_origins_of_one_domain(stacks, origin):
     resources = changed(stacks["prod"], COMMAND, "gateway-1-config", gateway_config([origin], credentials=True))
     assert fired(resources) == {"cors-credentials-owned-origins"}
@@ -156,7 +157,8 @@ def test_the_gateway_sends_credentials_only_to_https_origins_of_one_domain(stack
 
 
 @pytest.mark.parametrize("origin", ["~^https://[a-z0-9-]+\\.carecircle\\.example$", "https://app.carecircle.example",
-                                    "~^https://(app|admin)\\.carecircle\\.example$", "~^https://app\\.carecircle\\.example$"])
+                                    "~^https://(app|admin)\\.carecircle\\.example$", "~^https://app\\.carecircle\\.example$",
+                                    "~^https://[a-z]+\\.carecircle\\.co\\.uk$"])
 def test_own_https_origins_with_credentials_pass(stacks, origin):
     assert fired(changed(stacks["prod"], COMMAND, "gateway-1-config", gateway_config([origin], credentials=True))) == set()
 

@@ -18,9 +18,12 @@ header is the client's, and such a pattern makes a match take exponential time i
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Optional
+
+from publicsuffixlist import PublicSuffixList
 
 SCHEMES = ("^https://", "^http://", "^https?://")
 LITERAL = re.compile(r"[A-Za-z0-9:/-]")
@@ -30,6 +33,13 @@ HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 EXACT_ORIGIN = re.compile(rf"(?P<scheme>https?)://(?P<host>(?=[a-z0-9.-]{{1,253}}(?::|$)){HOST_LABEL}(?:\.{HOST_LABEL})*)"
                           r"(?::(?P<port>[1-9][0-9]{0,4}))?")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@functools.cache
+def public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List as the package ships it (ICANN and private sections): co.uk, github.io and
+    the like are suffixes under which anyone registers a name, as .com is."""
+    return PublicSuffixList()
 
 
 class PatternError(ValueError):
@@ -130,8 +140,9 @@ class OriginPattern:
 
     def pinned_domain(self) -> Optional[str]:
         """The domain every origin it matches is in: its host when every character is literal, else a
-        literal tail of at least two labels after an escaped dot (`...\\.carecircle\\.example$`).
-        None when it matches hosts anyone could register (`.*`, `[a-z]+\\.example$`)."""
+        literal tail after an escaped dot that is a domain someone holds, not a public suffix
+        (`...\\.carecircle\\.example$`). None when it matches hosts anyone could register (`.*`,
+        `[a-z]+\\.example$`, `[a-z]+\\.co\\.uk$`, `[a-z]+\\.github\\.io$`)."""
         literals = []
         for token in reversed(self.host):
             if token.literal is None or token.repeated:
@@ -140,7 +151,7 @@ class OriginPattern:
         host = re.sub(r":[0-9]+$", "", "".join(reversed(literals))).lower()
         if len(literals) == len(self.host):
             return host or None
-        if re.fullmatch(rf"(?:\.{HOST_LABEL}){{2,}}", host):
+        if re.fullmatch(rf"(?:\.{HOST_LABEL}){{2,}}", host) and public_suffixes().privatesuffix(host[1:]) is not None:
             return host[1:]
         return None
 
