@@ -100,7 +100,7 @@ def test_staging_and_prod_accept_the_restarting_policies():
 
 NEVER_MOUNTED = [
     "/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock", "/var/lib/docker/volumes/db/_data/key.pem",
-    "/home/deploy/.ssh/id_ed25519", "/root/.ssh/authorized_keys", "/etc/ssh/ssh_host_ed25519_key", "/srv/keys/id_rsa",
+    "/home/deploy/.ssh/id_ed25519", "/home/deploy/.ssh/deploy-key.pem", "/root/.ssh/authorized_keys", "/etc/ssh/ssh_host_ed25519_key", "/srv/keys/id_rsa",
     "/etc", "/", "/var", "/usr", "/root", "/home", "/etc/ssl/private", "/proc/self/environ", "/proc/1/root", "/sys/kernel",
     "/dev/sda", "/dev/mem", "/etc/shadow", "/etc/sudoers", "/var/run/docker/netns/default", "/tmp/docker.socket",
     "/etc/carecircle/../../var/run/docker.sock", "/etc//shadow", "/etc/./shadow", "etc/shadow", "/etc/carecircle/tls/",

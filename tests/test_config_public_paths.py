@@ -97,6 +97,7 @@ def test_a_route_that_strips_its_prefix_would_forward_the_metrics_path_without_t
 @pytest.mark.parametrize("routes, metrics", [
     ([{"path": "/api/", "service": "api"}], "/api/metrics"),
     ([{"path": "/api/", "service": "api"}], "/API/Metrics"),
+    ([{"path": "/API/", "service": "api"}], "/api/metrics"),  # Express reads /API/metrics as /api/metrics
     ([{"path": "/api/", "service": "api"}], "/api"),
     ([{"path": "/api/v1/", "service": "api"}], "/api/v1/metrics/"),
     ([{"path": "/api/", "service": "api"}], "/health"),
