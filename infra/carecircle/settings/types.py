@@ -177,7 +177,8 @@ def _mountable(path: str) -> Optional[str]:
         return f"is the system directory {path}: mounting it would hand the gateway all of it"
     if parts[-1].endswith((".sock", ".socket")):
         return "is a Unix socket (the Docker socket is root on the host): mount the certificate file itself"
-    if ".ssh" in parts or SSH_KEY_FILE.fullmatch(parts[-1]) or path.startswith("/etc/ssh/"):
+    # (~/.ssh never gets here: ABSOLUTE_PATH takes no segment that starts with '.'; /etc/ssh is a control tree.)
+    if SSH_KEY_FILE.fullmatch(parts[-1]):
         return "is ssh key material: it has nothing to do with the gateway's certificate"
     if path in HOST_CREDENTIAL_FILES:
         return "holds the host's own credentials"
