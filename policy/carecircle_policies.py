@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import posixpath
 import re
 import shlex
 import tarfile
 from typing import Any, Callable, Mapping, Optional
+from urllib.parse import parse_qsl
 
 import yaml
+from publicsuffixlist import PublicSuffixList
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -47,6 +50,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 CONTAINER = "docker:index/container:Container"
+COMMAND = "command:local:Command"
 SERVICE = "docker:index/service:Service"
 SWARM_SECRET = "docker:index/secret:Secret"
 SWARM_CONFIG = "docker:index/serviceConfig:ServiceConfig"
@@ -352,7 +356,14 @@ def _volumes_protected(args: ResourceValidationArgs, report_violation: ReportVio
 
 
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS$|SECRET|TOKEN|API_KEY|PRIVATE_KEY)", re.I)
-URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]*)@", re.I)
+# The password of a URL with credentials (scheme://user:password@host). Every part stops at a character
+# it cannot hold (RFC 3986: no '/', '?', '#' or '@' in userinfo), and a scheme starts only where no
+# scheme character precedes it: matching is linear in the text's length, whatever the text (a value
+# of many `a://x:` pieces with no '@' took the previous form quadratic time: 16 s for 64 KiB).
+URL_CREDENTIALS = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^:/@\s?#]*:([^@\s/?#]*)@", re.I)
+# Values longer than this are not read (a Swarm secret holds less than 500 KiB; no setting needs
+# more than 64 KiB): such a value is reported instead.
+MAX_JUDGED_LENGTH = 512 * 1024
 WEAK = {"password", "changeme", "secret", "postgres", "guest", "admin", "root", "test", "example", "123456"}
 MIN_SECRET_LENGTH = 16
 
@@ -375,7 +386,9 @@ def _no_plaintext_secrets(args: ResourceValidationArgs, report_violation: Report
     name = args.props.get("name")
     for entry in args.props.get("envs") or []:
         key, _, value = str(entry).partition("=")
-        if SECRET_NAME.search(key) and value and _weak(value):
+        if len(value) > MAX_JUDGED_LENGTH:
+            report_violation(f"{name}: {key} holds {len(value)} characters, more than any setting needs (not read further)", None)
+        elif SECRET_NAME.search(key) and value and _weak(value):
             report_violation(f"{name}: {key} holds a hard-coded or weak value, not a generated or stack secret", None)
         elif any(_weak(password) for password in URL_CREDENTIALS.findall(value)):
             report_violation(f"{name}: {key} embeds a hard-coded or weak password", None)
@@ -539,16 +552,25 @@ def _service_operability(args: ResourceValidationArgs, report_violation: ReportV
 SERVICE_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS$|^PASS$|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|(^|_)DSN$)", re.I)
 FILE_POINTER = re.compile(r"^/[^\s:@]*$")
 # key=value credentials inside a value (OTLP headers, query strings, connection strings) and HTTP auth.
-EMBEDDED_CREDENTIAL = re.compile(
-    r"(?:^|[\s,;&?])[\w.-]*(?:password|passwd|pwd|secret|token|api[-_]?key|apikey|authorization)[\w.-]*\s*[=:]\s*[^\s,;&]+"
-    r"|\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
+# key=value pieces of a value (each key starts after a separator, so finding them is linear), whose key
+# names a credential; and HTTP authorization schemes with their token.
+KEY_VALUE = re.compile(r"(?:^|(?<=[\s,;&?]))([\w.-]+)\s*[=:]\s*[^\s,;&]")
+CREDENTIAL_KEY = re.compile(r"password|passwd|pwd|secret|token|api[-_]?key|apikey|authorization", re.I)
+AUTHORIZATION = re.compile(r"\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
+
+
+def embeds_credential(value: str) -> bool:
+    """Whether a value holds a `key=value` credential or an HTTP authorization."""
+    return any(CREDENTIAL_KEY.search(match[1]) for match in KEY_VALUE.finditer(value)) or bool(AUTHORIZATION.search(value))
+
+
 MIN_MATCHED_SECRET = 8
 
 
-def _swarm_secret_values(resources: list) -> dict[str, str]:
-    """The value of each Swarm secret the stack declares (and the password of each URL among them),
-    found in memory only, to recognise one copied into an environment."""
-    values: dict[str, str] = {}
+def swarm_secrets(resources: list) -> dict[str, tuple[str, str]]:
+    """Every Swarm secret the stack declares, by each way a service names it (id, name, logical name):
+    (label, decoded value). Values stay in memory: they are compared, never reported."""
+    found: dict[str, tuple[str, str]] = {}
     for resource in resources:
         if resource.resource_type != SWARM_SECRET:
             continue
@@ -559,7 +581,19 @@ def _swarm_secret_values(resources: list) -> dict[str, str]:
             value = base64.b64decode(data, validate=True).decode()
         except (binascii.Error, ValueError, UnicodeDecodeError):
             value = data
+        if len(value) > MAX_JUDGED_LENGTH:  # more than Swarm holds (500 KiB): it refuses such a secret itself
+            continue
         label = _known(lambda resource=resource: resource.props.get("name")) or resource.name
+        for reference in {resource.name, label, _known(lambda resource=resource: resource.props.get("id")) or ""} - {""}:
+            found[reference] = (label, value)
+    return found
+
+
+def _swarm_secret_values(resources: list) -> dict[str, str]:
+    """The value of each Swarm secret the stack declares (and the password of each URL among them),
+    found in memory only, to recognise one copied into an environment."""
+    values: dict[str, str] = {}
+    for label, value in swarm_secrets(resources).values():
         for candidate in [value, *URL_CREDENTIALS.findall(value)]:
             if len(candidate) >= MIN_MATCHED_SECRET:
                 values[candidate] = label
@@ -571,6 +605,9 @@ def env_secret_problems(env: Mapping[str, Any], secret_values: Mapping[str, str]
     problems = []
     for key, value in sorted(env.items()):
         value = "" if value is None else str(value)
+        if len(value) > MAX_JUDGED_LENGTH:
+            problems.append(f"{key} holds {len(value)} characters, more than any setting needs (not read further)")
+            continue
         if key.endswith("_FILE") and FILE_POINTER.match(value):
             continue  # the pointer form: the value is read from a mounted file
         copied = sorted({label for secret, label in secret_values.items() if secret in value})
@@ -578,7 +615,7 @@ def env_secret_problems(env: Mapping[str, Any], secret_values: Mapping[str, str]
             problems.append(f"{key} embeds a URL with a password")
         elif copied:
             problems.append(f"{key} holds the value of Swarm secret {', '.join(copied)}")
-        elif EMBEDDED_CREDENTIAL.search(value):
+        elif embeds_credential(value):
             problems.append(f"{key} embeds a credential")
         elif SERVICE_SECRET_NAME.search(key) and value:
             problems.append(f"{key} holds a value under a credential's name")
@@ -736,6 +773,156 @@ def _alerts_reach_a_person(args: StackValidationArgs, report_violation: ReportVi
                              resource.urn)
 
 
+# --- What staging and prod must be, read from what they declare ----------------------------------------
+# (The settings refuse the same config: settings/data.py, runtime.py, monitoring.py, gateway.py.)
+ENCRYPTED_SSLMODES = ("require", "verify-ca", "verify-full")
+CLEAR_SCHEMES = {"redis": "rediss", "amqp": "amqps", "http": "https"}
+URL = re.compile(r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*)://([^/?#\s]*)([^\s]*)", re.I)
+TRACING_VARIABLE = re.compile(r"(^OTEL_.*ENDPOINT$|_DSN$|^SENTRY)")
+
+
+def clear_connections(text: str, internal_hosts: set[str]) -> list[str]:
+    """Why each URL in `text` travels in clear (empty: none does): a data service's URL without TLS, an
+    http:// URL with credentials. A URL to a container of the stack itself stays on its own network."""
+    problems = []
+    for match in URL.finditer(text):
+        scheme, authority, rest = match[1].lower(), match[2], match[3]
+        host = authority.rpartition("@")[2].rsplit(":", 1)[0].strip("[]").lower()
+        if host in internal_hosts:
+            continue
+        if scheme in ("postgres", "postgresql"):
+            sslmode = dict(parse_qsl(rest.partition("?")[2])).get("sslmode")
+            if sslmode not in ENCRYPTED_SSLMODES:
+                problems.append(f"a {scheme}:// URL " + (f"with sslmode={sslmode}" if sslmode else "without sslmode") +
+                                " (may connect without TLS)")
+        elif scheme in ("redis", "amqp"):
+            problems.append(f"a {scheme}:// URL (clear text; {CLEAR_SCHEMES[scheme]}:// is TLS)")
+        elif scheme == "http" and "@" in authority:
+            problems.append("an http:// URL with credentials")
+    return problems
+
+
+def _container_names(resources: list) -> set[str]:
+    names = set()
+    for resource in resources:
+        if resource.resource_type == CONTAINER:
+            name = _known(lambda resource=resource: resource.props.get("name"))
+            if isinstance(name, str):
+                names.add(name.lower())
+    return names
+
+
+def _env_of(resource: Any) -> dict[str, str]:
+    """A container's or Swarm service's environment, or the variables of a Swarm config (a service's env file)."""
+    if resource.resource_type == SWARM_CONFIG:
+        return dotenv_variables(_known(lambda: config_text(resource.props)) or "")
+    if resource.resource_type == SERVICE:
+        return {k: str(v) for k, v in (_known(lambda: _at(resource.props, "taskSpec", "containerSpec", "env"), {}) or {}).items()}
+    return dict(str(entry).partition("=")[::2] for entry in _known(lambda: resource.props.get("envs"), []) or [])
+
+
+def _encrypted_connections(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    internal = _container_names(args.resources)
+    for resource in args.resources:
+        env = environment(resource.urn)
+        if env not in STRICT:
+            continue
+        name = _known(lambda resource=resource: resource.props.get("name")) or resource.name
+        if resource.resource_type == SWARM_SECRET:
+            value = next((value for label, value in swarm_secrets([resource]).values()), "")
+            for problem in clear_connections(value, internal):
+                report_violation(f"Swarm secret {name} holds {problem}, in {env}", resource.urn)
+        elif resource.resource_type in (SERVICE, CONTAINER, SWARM_CONFIG):
+            for key, value in sorted(_env_of(resource).items()):
+                if len(value) > MAX_JUDGED_LENGTH:
+                    continue  # reported by the secrets rules
+                problems = clear_connections(value, internal)
+                if TRACING_VARIABLE.search(key) and value.lower().startswith("http://"):
+                    problems.append("a tracing endpoint over http:// (request paths and timings in clear)")
+                for problem in problems:
+                    report_violation(f"{name}: {key} holds {problem}, in {env}", resource.urn)
+
+
+RESTARTING = ("always", "unless-stopped")
+
+
+def _production_runtime(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    env = environment(args.urn)
+    if env not in STRICT or args.resource_type not in (CONTAINER, SERVICE, SWARM_CONFIG):
+        return
+    name = _known(lambda: args.props.get("name")) or args.name
+    if args.resource_type == SWARM_CONFIG:  # a service's env file
+        variables = dotenv_variables(_known(lambda: config_text(args.props)) or "")
+    elif args.resource_type == SERVICE:
+        variables = {k: str(v) for k, v in (_known(lambda: _at(args.props, "taskSpec", "containerSpec", "env"), {}) or {}).items()}
+    else:
+        variables = dict(str(entry).partition("=")[::2] for entry in _known(lambda: args.props.get("envs"), []) or [])
+    node_env = variables.get("NODE_ENV")
+    if node_env not in (None, "production"):
+        report_violation(f"{name}: NODE_ENV={node_env}, not production, in {env}", None)
+    if args.resource_type == CONTAINER and _known(lambda: args.props.get("restart"), "always") not in RESTARTING:
+        report_violation(f"{name}: restart policy {args.props.get('restart') or 'unset'} leaves it stopped after some exits, "
+                         f"in {env}: {' or '.join(RESTARTING)}", None)
+    if args.resource_type == SERVICE and _known(lambda: _at(args.props, "taskSpec", "restartPolicy", "condition")) == "on-failure":
+        report_violation(f"{name}: restart condition on-failure leaves a task that exited 0 stopped, in {env}: any", None)
+
+
+CORS_MAP = re.compile(r"map \$http_origin \$carecircle_cors_origin \{(?P<body>[^}]*)\}")
+CORS_CREDENTIALS = re.compile(r"map \$carecircle_cors_origin \$carecircle_cors_credentials \{\s*default \"true\";")
+CORS_KEY = re.compile(r'^\s*"(?P<origin>[^"]+)"\s+\$http_origin;', re.M)
+# An HTTPS pattern whose host ends in a literal domain (`tail`: \.carecircle\.example), or is literal throughout.
+PINNED_PATTERN = re.compile(r"\^https://.*?(?P<tail>(?:\\\.[a-z0-9-]+){2,})(?::[0-9]+)?\$|\^https://(?:[a-z0-9-]+|\\\.)+(?::[0-9]+)?\$", re.I)
+
+
+@functools.cache
+def public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List the package ships: co.uk or github.io is a suffix anyone registers under, as .com is."""
+    return PublicSuffixList()
+
+
+def pinned_to_one_domain(pattern: str) -> bool:
+    """Whether every origin an HTTPS pattern matches is in one domain someone holds (not a public suffix)."""
+    match = PINNED_PATTERN.fullmatch(pattern)
+    if match is None:
+        return False
+    tail = match["tail"]
+    return tail is None or public_suffixes().privatesuffix(tail.replace("\\", "")[1:].lower()) is not None
+
+
+def cors_origins_with_credentials(bundle: str) -> list[str]:
+    """The CORS origins a gateway configuration bundle (base64 tar) sends credentials to."""
+    origins = []
+    for text in _bundle_texts(bundle):
+        cors = CORS_MAP.search(text)
+        if cors and CORS_CREDENTIALS.search(text):
+            origins += [match["origin"] for match in CORS_KEY.finditer(cors["body"])]
+    return origins
+
+
+def _bundle_texts(bundle: Any) -> list[str]:
+    if not isinstance(bundle, str) or len(bundle) > MAX_JUDGED_LENGTH:
+        return []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle, validate=True))) as tar:
+            return [handle.read().decode("utf-8", "replace") for member in tar.getmembers()
+                    if (handle := tar.extractfile(member)) is not None]
+    except (binascii.Error, ValueError, tarfile.TarError, EOFError):
+        return []
+
+
+def _credentials_to_owned_https_origins(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    env = environment(args.urn)
+    if args.resource_type != COMMAND or env not in STRICT:
+        return
+    for origin in cors_origins_with_credentials(_known(lambda: args.props.get("stdin"), "")):
+        if origin.startswith("~"):
+            if not pinned_to_one_domain(origin[1:]):
+                report_violation(f"{args.name}: the gateway sends credentials to the origins of {origin}, which matches hosts "
+                                 f"outside one HTTPS domain (a wildcard of origins), in {env}", None)
+        elif not origin.startswith("https://"):
+            report_violation(f"{args.name}: the gateway sends credentials to {origin}, not an HTTPS origin, in {env}", None)
+
+
 POLICIES = [
     ResourceValidationPolicy(name="no-public-data-ports", description="No data-service port is published in staging or prod.",
                              validate=_no_public_data_ports),
@@ -776,6 +963,17 @@ POLICIES = [
                           description="In staging and prod no Swarm service's environment, and no Swarm config (a service's env "
                                       "file), holds a credential; <NAME>_FILE points to a Swarm secret.",
                           validate=_no_env_secrets),
+    StackValidationPolicy(name="encrypted-connections",
+                          description="In staging and prod data services are reached over TLS (sslmode, rediss://, amqps://), "
+                                      "and no credential or trace travels over http://.",
+                          validate=_encrypted_connections),
+    ResourceValidationPolicy(name="production-runtime",
+                             description="In staging and prod apps run with NODE_ENV=production (env or env file) and every "
+                                         "container or task restarts whatever stopped it.",
+                             validate=_production_runtime),
+    ResourceValidationPolicy(name="cors-credentials-owned-origins",
+                             description="In staging and prod the gateway sends CORS credentials only to HTTPS origins of one domain.",
+                             validate=_credentials_to_owned_https_origins),
     ResourceValidationPolicy(name="service-operability",
                              description="Every Swarm service has a healthcheck, a restart policy with a delay, log rotation and a stop grace period.",
                              validate=_service_operability),

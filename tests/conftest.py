@@ -12,6 +12,15 @@ sys.path.insert(0, str(REPO_ROOT / "infra"))
 from carecircle.offline import Evaluation, evaluate_stack  # noqa: E402
 
 
+def pytest_report_header(config) -> str:
+    """Which nginx the gateway tests run: the Debian revision bin/fetch-nginx unpacked (its root's stamp)."""
+    from nginx_harness import NGINX
+
+    stamp = Path(NGINX).resolve().parent / "root" / ".fetch-nginx"
+    recorded = stamp.read_text().splitlines()[0] if stamp.exists() else f"no bin/fetch-nginx stamp beside {NGINX}"
+    return f"nginx under test: {recorded}"
+
+
 @pytest.fixture(scope="session")
 def stacks() -> dict[str, Evaluation]:
     """The stacks as committed: dev on one Docker engine, staging and prod on Swarm."""

@@ -78,10 +78,10 @@ def test_blast_radius(results, change, expected):
 
 def test_a_changed_secret_shows_as_changed_without_its_value():
     before = on_engine("prod")
-    after = on_engine("prod", secrets={"carecircle:databaseUrl": "postgresql://x:rotated-value@h/db"})
+    after = on_engine("prod", secrets={"carecircle:databaseUrl": "postgresql://x:rotated-value@h/db?sslmode=require"})
     changes = live_changes(compare(before, after))
     assert changes and all(c.inputs == ("envs",) and c.secret_inputs == ("envs",) for c in changes)
-    rotated = live_changes(compare(evaluate_stack("prod"), evaluate_stack("prod", secrets={"carecircle:databaseUrl": "postgresql://x:rotated-value@h/db"})))
+    rotated = live_changes(compare(evaluate_stack("prod"), evaluate_stack("prod", secrets={"carecircle:databaseUrl": "postgresql://x:rotated-value@h/db?sslmode=require"})))
     secret = next(c for c in rotated if c.type == "docker:index/secret:Secret")
     assert secret.inputs == ("data",) and secret.secret_inputs == ("data",)
 

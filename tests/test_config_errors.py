@@ -219,7 +219,7 @@ def test_replicas_must_fit_the_edge_subnet():
     found = problem(config_error("prod", {**ENGINE, "carecircle:apiBlueReplicas": 57}), "carecircle:apiBlueReplicas")
     assert "at most 56 replicas per pool" in found.message
     evaluate_stack("prod", overrides={**ENGINE, "carecircle:apiBlueReplicas": 57, "carecircle:edgeSubnet": "172.30.0.0/23"})
-    evaluate_stack("prod", overrides={"carecircle:apiBlueReplicas": 57})
+    evaluate_stack("prod", overrides={"carecircle:apiBlueReplicas": 57, "carecircle:swarmConvergeTimeout": "67m"})
 
 
 @pytest.mark.parametrize("subnet", ["8.8.8.0/24", "172.30.0.0/27", "172.30.0.1/24", "not-a-subnet"])

@@ -97,7 +97,7 @@ def test_every_numeric_gateway_key_has_its_bounds_here():
     assert numeric <= set(BOUNDS) <= fields, (numeric - set(BOUNDS), set(BOUNDS) - fields)
 
 
-CROSS_RULES = ("shorter than", "already published", "do not fit")
+CROSS_RULES = ("shorter than", "already published", "do not fit", "grace period must be longer")
 
 
 def accepted_or_only_crossed(changes: dict):

@@ -53,7 +53,8 @@ def test_the_pack_has_every_rule():
     assert {p.name for p in load_policies().POLICIES} == {
         "no-public-data-ports", "dev-ports-on-loopback", "container-operability", "images-pinned",
         "data-volumes-protected", "data-services-internal-only", "no-plaintext-secrets", "tls-on",
-        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability", "alerts-reach-a-person"}
+        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability", "alerts-reach-a-person",
+        "encrypted-connections", "production-runtime", "cors-credentials-owned-origins"}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,9 @@ def test_dev_port_not_on_loopback(engine_stacks):
 
 @pytest.mark.parametrize("change", [{"healthcheck": None}, {"restart": "no"}, {"logOpts": {"max-size": "10m"}}, {"logDriver": "syslog"}])
 def test_container_without_healthcheck_restart_or_rotation(engine_stacks, change):
-    assert fired(broken(engine_stacks["prod"], "carecircle-prod-workers-1", **change)) == {"container-operability"}
+    # In staging/prod a container that does not restart also breaks production-runtime.
+    expected = {"container-operability", *(["production-runtime"] if "restart" in change else [])}
+    assert fired(broken(engine_stacks["prod"], "carecircle-prod-workers-1", **change)) == expected
 
 
 def test_unpinned_images(engine_stacks):

@@ -152,7 +152,7 @@ def test_rollback_on_failure_is_not_required_in_dev_whatever_the_labels(stacks):
     {"SENTRY_DSN": "https://0123456789abcdef@o1.ingest.sentry.io/1"},
     {"OTEL_EXPORTER_OTLP_HEADERS": f"x-honeycomb-team=abc,api-key={STRONG}"},
     {"UPSTREAM_AUTH": f"Bearer {STRONG}"},
-    {"JWT_SECRET_FILE": f"postgresql://u:{STRONG}@db/x"},  # the pointer form holds a path, nothing else
+    {"JWT_SECRET_FILE": f"postgresql://u:{STRONG}@db/x?sslmode=require"},  # the pointer form holds a path, nothing else
 ], ids=lambda v: next(iter(v)))
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_a_credential_in_a_service_environment_is_refused(stacks, stack, variable):
@@ -178,7 +178,7 @@ def test_the_file_pointer_form_and_plain_settings_pass(stacks):
 
 
 def test_env_secrets_are_allowed_in_dev_only_by_the_stack_name(stacks):
-    leak = env_with(DATABASE_URL=f"postgresql://carecircle:{STRONG}@db/carecircle")
+    leak = env_with(DATABASE_URL=f"postgresql://carecircle:{STRONG}@db/carecircle?sslmode=require")
     assert fired(changed(stacks["prod"], "carecircle-prod-api-blue", leak, stack="dev-alice")) == set()
     assert fired(changed(stacks["prod"], "carecircle-prod-api-blue", lambda i: (relabelled(i), leak(i)))) == {"swarm-no-env-secrets"}
 
@@ -195,7 +195,7 @@ def with_env_file_line(evaluation, service: str, line: str):
     return resources
 
 
-@pytest.mark.parametrize("line", [f"DATABASE_URL='postgresql://carecircle:{STRONG}@ep-x.neon.tech/carecircle'",
+@pytest.mark.parametrize("line", [f"DATABASE_URL='postgresql://carecircle:{STRONG}@ep-x.neon.tech/carecircle?sslmode=require'",
                                   f"STRIPE_API_KEY={STRONG}", f"LEGACY='rediss://default:{STRONG}@eu1.upstash.io:6379'"])
 def test_a_credential_in_a_services_env_file_is_refused_like_one_in_its_environment(stacks, line):
     """A Swarm config is plain text to anyone who can `docker config inspect` it."""
@@ -307,3 +307,15 @@ def test_a_preview_with_unknown_values_reports_nothing_false(stacks):
             skipped.append(policy.name)
     assert reported == []
     assert "images-pinned" in skipped  # judged once the image is known, as for a container
+
+
+def test_a_swarm_secrets_url_password_copied_under_an_innocent_name_is_refused(stacks):
+    """Only the password of the database URL (not the URL): still the Swarm secret's value."""
+    from urllib.parse import urlsplit
+
+    secret = stacks["prod"].get(SECRET, "carecircle-prod-database-url")
+    password = urlsplit(base64.b64decode(secret.inputs["data"]).decode()).password
+    assert password and len(password) >= pack.MIN_MATCHED_SECRET
+    resources = changed(stacks["prod"], "carecircle-prod-workers", env_with(FEATURE_FLAGS=f"beta,{password}"))
+    assert fired(resources) == {"swarm-no-env-secrets"}
+    assert "FEATURE_FLAGS holds the value of Swarm secret carecircle-prod-database-url" in check(resources)[0].message

@@ -171,6 +171,39 @@ def test_a_secret_copied_into_a_service_environment_is_marked_never_shown(stacks
     assert {v["policy"] for v in data["policy"]["violations"]} == {"swarm-no-env-secrets"}
 
 
+def test_a_secret_inside_a_longer_value_is_marked_too(stacks):
+    evaluation = copy.deepcopy(stacks["prod"])
+    leaked = next(v for v in evaluation.secret_values if v.startswith("postgresql://"))
+    password = leaked.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    spec = evaluation.get(SERVICE, "carecircle-prod-workers").inputs["taskSpec"]["containerSpec"]
+    spec["env"]["CACHE_KEY"] = f"prefix-{password}-suffix"
+    data = report.build(evaluation, stack_settings("prod"))
+    assert {e["name"]: e["secret"] for e in data["swarm_services"]["workers"]["environment"]}["CACHE_KEY"] is True
+    assert "`CACHE_KEY` (secret value!)" in report.markdown(data) and password not in report.markdown(data)
+
+
+def test_a_mounted_secret_the_stack_does_not_declare_stays_in_the_report(stacks):
+    evaluation = copy.deepcopy(stacks["prod"])
+    spec = evaluation.get(SERVICE, "carecircle-prod-workers").inputs["taskSpec"]["containerSpec"]
+    spec["secrets"].append({"secretId": "hand-made-id", "secretName": "hand-made-token", "fileName": "token"})
+    spec["env"]["TOKEN_FILE"] = "/run/secrets/token"
+    data = report.build(evaluation, stack_settings("prod"))
+    mounts = {m["file"]: m for m in data["swarm_services"]["workers"]["secrets"]}
+    assert mounts["/run/secrets/token"] == {"secret": None, "secret_name": "hand-made-token", "file": "/run/secrets/token"}
+    workers = report.markdown(data).split("### workers\n", 1)[1].split("\n### ", 1)[0]
+    assert "hand-made-token (not declared by this stack) → `/run/secrets/token`" in workers
+    assert "`TOKEN_FILE` (file of secret hand-made-token (not declared by this stack))" in workers
+
+
+@pytest.mark.parametrize("unset, shown", [("failureAction", "on failure **pause**"), ("order", "stop-first, 1 at a time")])
+def test_an_unset_update_policy_field_is_reported_as_swarm_applies_it(stacks, unset, shown):
+    evaluation = copy.deepcopy(stacks["prod"])
+    del evaluation.get(SERVICE, "carecircle-prod-workers").inputs["updateConfig"][unset]
+    data = report.build(evaluation, stack_settings("prod"))
+    workers = report.markdown(data).split("### workers\n", 1)[1].split("\n### ", 1)[0]
+    assert shown in workers.split("- Update: ", 1)[1].split("\n", 1)[0]
+
+
 def test_markdown_shows_each_services_update_policy_and_placement(reports):
     markdown = report.markdown(reports["prod"])
     assert "## Swarm services" in markdown and "## Containers (outside Swarm" in markdown

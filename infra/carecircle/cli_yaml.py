@@ -259,10 +259,27 @@ def _go_key(k: Any) -> GoKey:
 _PLAIN, _MERGE = "tag:pulumi-cli:plain", "tag:yaml.org,2002:merge"
 
 
+MAX_DEPTH = 100
+MAX_EXPANDED_NODES = 100_000
+
+
 class CliYamlLoader(yaml.SafeLoader):
     """PyYAML SafeLoader with yaml.v3's scalar resolution and duplicate-key errors."""
 
     yaml_implicit_resolvers: dict = {}
+    depth = 0
+
+    def compose_node(self, parent, index):
+        # Composing, constructing and re-encoding recurse once per level: a bounded depth gives a clear
+        # error where a deeply nested value would raise RecursionError. (yaml.v3 stops at 10000 levels;
+        # no config value nests more than two.)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise CliConfigError(f"a value is nested more than {MAX_DEPTH} levels deep (at line {self.peek_event().start_mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def resolve(self, kind, value, implicit):
         if kind is ScalarNode and implicit[0]:
@@ -306,13 +323,26 @@ for _t in ("omap", "pairs", "set"):  # PyYAML extras that yaml.v3 does not know
 CliYamlLoader.add_multi_constructor("", CliYamlLoader._any_tag)
 
 
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """Nodes the document holds once every alias is expanded (each shared node counted once per use)."""
+    if id(node) not in sizes:
+        children = [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else \
+            node.value if isinstance(node, SequenceNode) else []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
 def load_yaml(text: str) -> Any:
     """yaml.v3 Unmarshal into `any`: the first document only; None for an empty file."""
     loader = CliYamlLoader(text.removeprefix("\ufeff"))
     try:
         if not loader.check_node():
             return None
-        return loader.construct_document(loader.get_node())
+        node = loader.get_node()
+        # Aliases of aliases expand exponentially (yaml.v3 refuses "excessive aliasing" too).
+        if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise CliConfigError(f"the document expands to more than {MAX_EXPANDED_NODES} values through its aliases")
+        return loader.construct_document(node)
     except YamlTypeError:
         raise
     except (yaml.YAMLError, CliConfigError) as e:

@@ -41,6 +41,7 @@ from .declarations import (
 )
 from .monitoring import prometheus_bundle, stub_status_url
 from .settings import COLORS, Settings
+from .settings.docker_names import build_image_repository
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Images:
             slug = re.sub(r"[^a-z0-9]+", "-", build_context.lower()).strip("-")
             self.built[build_context] = docker.Image(
                 f"image-{slug}",
-                image_name=f"{self.settings.docker_name(slug)}:local",
+                image_name=f"{build_image_repository(self.settings, build_context)}:local",
                 build=docker.DockerBuildArgs(context=build_context),
                 skip_push=True,
             )

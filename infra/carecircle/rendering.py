@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import ipaddress
 import re
 import tarfile
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ INTERMEDIATE_CIPHERS = (
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 )
 TLS_PROTOCOLS = {"modern": "TLSv1.3", "intermediate": "TLSv1.2 TLSv1.3"}
+POINTER = 8  # sizeof(void *) on the 64-bit platforms the gateway runs on
+CACHE_LINE = 64  # nginx rounds a hash bucket size up to its cache line (and defaults to one)
 
 jinja_templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -171,6 +174,36 @@ def gateway_bundle(paths: NginxPaths, conf: str, files: Mapping[str, str] = {}) 
     return tar_bundle({"next.conf": conf, **{path.removeprefix(paths.config_dir + "/"): text for path, text in files.items()}})
 
 
+def hash_bucket_size(keys: Sequence[str]) -> int:
+    """A server_names/map hash bucket size that holds two of the longest key. nginx's ngx_hash_init
+    (src/core/ngx_hash.c) fails when one key does not fit a bucket: a key takes a pointer, a length and
+    the key padded to a pointer (NGX_HASH_ELT_SIZE), a bucket ends in a pointer. Room for two keys lets
+    it find a table size without a warning whatever the keys hash to."""
+    longest = max((len(key.encode()) for key in keys), default=0)
+    element = POINTER + -(-(longest + 2) // POINTER) * POINTER
+    return max(CACHE_LINE, -(-(2 * element + POINTER) // CACHE_LINE) * CACHE_LINE)
+
+
+def geo_networks(cidrs: Sequence[str]) -> list[str]:
+    """CIDRs for a `geo` block, whose `default` already is 0.0.0.0/0 and ::/0 (nginx warns "duplicate
+    network" when one is listed): a whole family is written as its two halves, each network once."""
+    halves = {"0.0.0.0/0": ["0.0.0.0/1", "128.0.0.0/1"], "::/0": ["::/1", "8000::/1"]}
+    written: dict[object, str] = {}
+    for cidr in cidrs:
+        for network in halves.get(str(ipaddress.ip_network(cidr)), [cidr]):
+            written.setdefault(ipaddress.ip_network(network), network)
+    return list(written.values())
+
+
+def metrics_paths(settings: Settings) -> list[str]:
+    """Regexes (nginx `location ~*`) of the public paths a route that strips its prefix would forward to
+    the api's metrics path: `/api/` strips `/api/metrics` to `/metrics`. Express routes ignore case and
+    a trailing slash (path-to-regexp, sensitive and strict off); nginx matches the decoded, normalised
+    path, so an encoded or dotted spelling is caught too."""
+    metrics = settings.api_metrics_path.strip("/")
+    return [f"^{re.escape(route.path + metrics)}/?$" for route in settings.gateway_routes if route.strip_prefix]
+
+
 def render_bootstrap_conf(ports: GatewayPorts = GatewayPorts(), paths: NginxPaths = NginxPaths()) -> str:
     """What the gateway container starts with, before its configuration is applied: health only.
     It depends on nothing that changes, so it never forces the container to be replaced."""
@@ -238,6 +271,10 @@ def render_nginx_conf(
         cors_origins=[cors_origin_regex(origin) for origin in settings.gateway_cors_origins],
         body_limit_bytes=nginx_size_bytes(settings.gateway_client_max_body_size),
         body_size_above=decimal_above(nginx_size_bytes(settings.gateway_client_max_body_size)),
+        server_names_hash_bucket_size=hash_bucket_size([settings.gateway_server_name]),
+        metrics_paths=metrics_paths(settings),
+        geo_networks=geo_networks,
+        map_hash_bucket_size=hash_bucket_size([origin for origin in settings.gateway_cors_origins if not origin.startswith("~")]),
         proxy_protocol=bool(settings.gateway_load_balancers),
     )
     # The id names this exact file, so the apply script can tell when nginx serves it.

@@ -5,7 +5,6 @@ an Alertmanager on each monitoring node (docs/scaling.md says why each is what i
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Mapping, Optional
 
 import pulumi
@@ -36,16 +35,7 @@ from .declarations import (
 from .monitoring import nginx_exporter_names, prometheus_bundle, prometheus_names, stub_status_url
 from .rendering import Upstream
 from .settings import COLORS, Settings
-from .settings.types import nginx_time_ms
-
-# Seconds an api replica keeps serving after SIGTERM, so that every gateway re-resolved DNS (which
-# Swarm updated before the signal) and stopped sending to it: the resolver's validity plus a margin.
-SHUTDOWN_DELAY_MARGIN_SECONDS = 3
-
-
-def _seconds(duration: str) -> int:
-    """Whole seconds of a one-unit duration (500ms, 5s, 5m), rounded up: at least 1."""
-    return max(1, math.ceil(nginx_time_ms(duration) / 1000))
+from .settings.swarm import seconds_of
 
 
 def declare_secrets(settings: Settings) -> SwarmSecrets:
@@ -68,7 +58,7 @@ def _secret_files(secrets: SwarmSecrets, names: list[str]) -> list[SecretFile]:
 
 def _rollout(settings: Settings) -> Rollout:
     return Rollout(parallelism=settings.swarm_update_parallelism, delay=settings.swarm_update_delay,
-                   monitor=settings.swarm_update_monitor, converge_timeout_seconds=_seconds(settings.swarm_converge_timeout))
+                   monitor=settings.swarm_update_monitor, converge_timeout_seconds=seconds_of(settings.swarm_converge_timeout))
 
 
 def _log_options(settings: Settings) -> dict[str, str]:
@@ -115,7 +105,7 @@ def declare_apps(settings: Settings, networks: OverlayNetworks, secrets: SwarmSe
         image=settings.api_image(color),  # type: ignore[arg-type]
         command=None,
         env={"PORT": str(settings.api_port), "JWT_EXPIRES_IN": settings.jwt_expires_in,
-             "SHUTDOWN_DELAY_SECONDS": str(_seconds(settings.gateway_resolver_valid) + SHUTDOWN_DELAY_MARGIN_SECONDS),
+             "SHUTDOWN_DELAY_SECONDS": str(settings.api_shutdown_delay_seconds),
              **_plain(tracing_env(settings, "carecircle-api", pool=color))},
         secret_names=["database_url", "redis_url", "rabbitmq_url", "jwt_secret", "sentry_dsn"],
         networks=[networks.edge.id, networks.backend.id],
@@ -148,7 +138,9 @@ def swarm_upstreams(settings: Settings, services: Mapping[str, str]) -> dict[str
     """The gateway's upstreams: the tasks of the active pool's service (and the idle one's, for the
     preview listener), re-resolved as tasks start, stop and move."""
     def tasks(color: str) -> Upstream:
-        return Upstream((f"tasks.{services[color]}:{settings.api_port}",), resolve=True) if color in services else Upstream(())
+        # Lower case: a stack named prod-EU names its services in upper case, and Docker's DNS answers
+        # for them in any case (moby daemon/libnetwork/network.go lowercases names it records and asks for).
+        return Upstream((f"tasks.{services[color].lower()}:{settings.api_port}",), resolve=True) if color in services else Upstream(())
 
     return {"api": tasks(settings.api_active_color), "api_idle": tasks(settings.idle_color)}
 

@@ -123,7 +123,7 @@ def nginx_image(swarm: SwarmCluster) -> str:
     ids = build_nginx_image(swarm, root)
     swarm.timings["nginx_image"] = time.monotonic() - t0
     swarm.images.update(ids)
-    return next(tag for tag in ids if not tag.endswith(":current"))
+    return next(tag for tag in ids if not tag.endswith("-current"))
 
 
 @dataclass

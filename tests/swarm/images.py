@@ -350,7 +350,8 @@ def nginx_context(root: Path, out: Path) -> None:
 
 
 def build_nginx_image(cluster: SwarmCluster, root: Path | None = None, nodes: list[str] | None = None) -> dict[str, str]:
-    """Build carecircle-standin/nginx:<version> (and :current) from the root that bin/fetch-nginx
+    """Build carecircle-standin/nginx:<version> (and :<version>-current, the same image under a second
+    name; both tags name the nginx line, as the settings require of gatewayImage) from the root that bin/fetch-nginx
     unpacks, on the first node, and load it into the others. Returns tag -> image id."""
     root = root or nginx_root()
     if not (root / "usr/sbin/nginx").exists():
@@ -366,8 +367,8 @@ def build_nginx_image(cluster: SwarmCluster, root: Path | None = None, nodes: li
             image_id = _build(source.client, f, tag, f"{tag} on {source.name}")
     finally:
         context.unlink(missing_ok=True)
-    source.client.images.get(image_id).tag(f"{REPO}/nginx", "current")
-    return distribute(cluster, source.name, [tag, f"{REPO}/nginx:current"], targets)
+    source.client.images.get(image_id).tag(f"{REPO}/nginx", f"{version}-current")
+    return distribute(cluster, source.name, [tag, f"{tag}-current"], targets)
 
 
 __all__ = ["build_standin_images", "build_nginx_image", "nginx_root", "nginx_version", "REPO",

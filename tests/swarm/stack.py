@@ -36,7 +36,9 @@ API_IMAGE = "carecircle-standin/api:{version}"
 WORKERS_IMAGE = "carecircle-standin/workers:{version}"
 # Pulumi.yaml `options: refresh: always`: every `pulumi up` reads the live state back first.
 REFRESH = (yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text()).get("options") or {}).get("refresh") == "always"
-DATABASE_URL = "postgresql://carecircle:first-password@db.carecircle.test:5432/carecircle"
+# staging reaches managed services over TLS with credentials (the settings refuse less); the stand-ins
+# read only the host and port, or a fingerprint of the URL.
+DATABASE_URL = "postgresql://carecircle:first-password@db.carecircle.test:5432/carecircle?sslmode=require"
 
 
 def tls_files(directory: Path) -> tuple[Path, Path]:
@@ -123,8 +125,8 @@ def alerting_secrets(webhook_url: str, dead_mans_switch_url: str) -> dict[str, s
 def secrets(registry_auth: list[dict[str, str]], database_url: str = DATABASE_URL) -> dict[str, str]:
     # The workers take jobs from the queue stand-in named by REDIS_URL; every node pulls with the registry's credentials.
     return {"carecircle:databaseUrl": database_url,
-            "carecircle:redisUrl": f"redis://default:queue-password@{QUEUE_HOST}:{QUEUE_PORT}",
-            "carecircle:rabbitmqUrl": "amqp://carecircle:broker-password@mq.carecircle.test:5672",
+            "carecircle:redisUrl": f"rediss://default:queue-password@{QUEUE_HOST}:{QUEUE_PORT}",
+            "carecircle:rabbitmqUrl": "amqps://carecircle:broker-password@mq.carecircle.test:5671",
             "docker:registryAuth": json.dumps(registry_auth)}
 
 

@@ -120,7 +120,7 @@ def test_3_nodes_pull_private_images_with_the_stacks_credentials_and_a_deploy_wi
 
 
 def test_4_a_gateway_image_upgrade_replaces_one_edge_at_a_time_without_a_failed_request(swarm, stack, nginx_image):
-    upgraded = nginx_image.rsplit(":", 1)[0] + ":current"  # the same nginx under another name: a new image to the provider
+    upgraded = nginx_image + "-current"  # the same nginx under another name: a new image to the provider
     with Load(edges(swarm, stack), SERVER_NAME) as load:
         time.sleep(1)
         started = time.monotonic()

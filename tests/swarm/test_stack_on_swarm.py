@@ -86,7 +86,7 @@ def test_3_rolling_update_of_the_active_pool_keeps_n_minus_1_replicas_serving(sw
     api = stack.service_name("blue")
     probe = swarm_resources.probe("node3", [stack.network("edge")])
     assert len(probe.resolve(f"tasks.{api}")) == 3
-    rotated = "postgresql://carecircle:second-password@db.carecircle.test:5432/carecircle"
+    rotated = "postgresql://carecircle:second-password@db.carecircle.test:5432/carecircle?sslmode=require"
     old_secrets = {s.name for s in swarm["node1"].client.secrets.list()}
     samples: list[int] = []
     stop = threading.Event()

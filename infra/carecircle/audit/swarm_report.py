@@ -99,8 +99,8 @@ def _secret_mounts(inputs: dict[str, Any], by_reference: dict[str, DeclaredResou
     for ref in inputs.get("taskSpec", {}).get("containerSpec", {}).get("secrets") or []:
         resource = by_reference.get(ref.get("secretId") or "") or by_reference.get(ref.get("secretName") or "")
         mounts.append({
-            "secret": resource.name if resource else None,
-            "secret_name": ref.get("secretName") or (docker_name(resource) if resource else None),
+            "secret": resource.name if resource else None,  # None: a secret this stack does not declare
+            "secret_name": ref.get("secretName") or (docker_name(resource) if resource else ref.get("secretId")),
             "file": _mount_path(ref.get("fileName") or ref.get("secretName") or ""),
         })
     return sorted(mounts, key=lambda m: m["file"])
@@ -165,8 +165,12 @@ def _environment(container_spec: dict[str, Any], configs: dict[str, DeclaredReso
     return env
 
 
+def _mounted_as(mount: dict[str, Any]) -> str:
+    return mount["secret"] or f"{mount['secret_name']} (not declared by this stack)"
+
+
 def _env(variables: dict[str, str], fragments: set[str], mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    mounted = {m["file"]: m["secret"] for m in mounts}
+    mounted = {m["file"]: _mounted_as(m) for m in mounts}
     entries = []
     for name, value in sorted(variables.items()):
         value = str(value)
@@ -429,7 +433,7 @@ def service_sections(report: dict[str, Any]) -> list[str]:
             + (f" (file of secret {e['secret_file']})" if e.get("secret_file")
                else f" (points into {SECRETS_DIR}, where no secret is mounted)" if str(e.get("file") or "").startswith(SECRETS_DIR + "/") else "")
             for e in s["environment"]) or "none"
-        mounts = ", ".join(f"{m['secret']} → {_code(m['file'])}" for m in s["secrets"]) or "none"
+        mounts = ", ".join(f"{_mounted_as(m)} → {_code(m['file'])}" for m in s["secrets"]) or "none"
         out += [
             "", f"### {key}", "",
             f"- Swarm name {_code(s['name'])} (resource `{s['resource']}`), {s['mode']}"

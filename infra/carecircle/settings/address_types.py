@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 from .types import VISIBLE_ASCII, rule, strict_environment, visible_text
 
@@ -23,17 +23,42 @@ def _ipv4_address(value: Any) -> str:
     return text
 
 
+# The forms nginx's ngx_ptocidr (src/core/ngx_inet.c) reads, for set_real_ip_from, geo and allow: an
+# address (ngx_inet_addr: dotted quad; ngx_inet6_addr: hex groups, '::', a dotted tail) and an
+# optional decimal prefix length (ngx_atoi). Python's ipaddress also takes a netmask or hostmask
+# after the '/' (10.0.0.0/255.0.0.0, which nginx takes for a host name to resolve) and a zone
+# (fe80::%eth0): nginx does not. Both read a padded length (/08) as 8.
+NGINX_CIDR = re.compile(r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(?:/[0-9]{1,3})?")
+
+
 def _cidr(value: Any) -> str:
     text = visible_text(value, "must be a CIDR such as 10.0.0.0/8")
     try:
-        ipaddress.ip_network(text, strict=True)
+        network = ipaddress.ip_network(text, strict=True)
     except ValueError:
         raise rule(f"{text!r} is not a CIDR such as 10.0.0.0/8 (host bits unset)", "10.0.0.0/8") from None
+    if not NGINX_CIDR.fullmatch(text):
+        raise rule(f"{text!r} is not a CIDR nginx reads: an address and a prefix length, such as {network}", str(network))
     return text
+
+
+def _distinct_networks(cidrs: list[str]) -> list[str]:
+    # nginx's geo warns on a network listed twice (and set_real_ip_from repeats it): compared as networks.
+    first: dict[Any, str] = {}
+    twice = []
+    for cidr in cidrs:
+        network = ipaddress.ip_network(cidr)
+        if network in first:
+            twice.append(f"{first[network]!r} and {cidr!r}")
+        first.setdefault(network, cidr)
+    if twice:
+        raise rule(f"lists a network twice ({'; '.join(twice)})", list(first.values()))
+    return cidrs
 
 
 IPv4Address = Annotated[str, BeforeValidator(_ipv4_address)]
 Cidr = Annotated[str, BeforeValidator(_cidr)]
+CidrList = Annotated[list[Cidr], AfterValidator(_distinct_networks)]
 
 
 def covers_everyone(cidrs: list[str]) -> bool:
@@ -110,6 +135,9 @@ def _http_url(value: Any) -> str:
     parts = parsed_url(text, ("http", "https"))
     if parts is None or parts.username is not None or parts.fragment:
         raise rule(message)
+    if "'" in text:
+        # A swarm service reads its settings from an env file that quotes each value in single quotes.
+        raise rule(f"{message}, and without a single quote (write it %27)", text.replace("'", "%27"))
     return text
 
 

@@ -74,7 +74,8 @@ class Invalid:
 
     __getattr__ = __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _skip
     __iter__ = __len__ = __contains__ = __getitem__ = __str__ = __int__ = __float__ = __hash__ = _skip
-    __add__ = __radd__ = __sub__ = __mul__ = __format__ = _skip
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __format__ = _skip
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _skip
 
 
 INVALID = Invalid()

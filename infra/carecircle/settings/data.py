@@ -4,6 +4,7 @@ reached through a secret URL."""
 from __future__ import annotations
 
 from typing import Iterator, Literal, Optional
+from urllib.parse import parse_qsl, urlsplit
 
 from .address_types import ImageRef
 from .base import Environment, Section, Violation, cross_rule, key
@@ -21,6 +22,29 @@ EXTERNAL_URLS = (
     ("rabbitmq_mode", "rabbitmq_url", "amqps://user:password@host/vhost"),
 )
 DEV_ONLY_PORTS = ("postgres_host_port", "redis_host_port", "rabbitmq_management_host_port")
+# libpq's sslmode values that never fall back to a clear connection (node-postgres reads the same
+# parameter; `prefer`/`allow` may fall back, `disable` never encrypts, its `no-verify` never checks).
+ENCRYPTED_SSLMODES = ("require", "verify-ca", "verify-full")
+
+
+def clear_or_anonymous(url: str) -> Optional[str]:
+    """Why a managed data service URL would travel in clear or without credentials (None: it does not).
+    Never quotes the URL: it holds a password."""
+    parts = urlsplit(url)
+    if parts.scheme in ("postgres", "postgresql"):
+        sslmode = dict(parse_qsl(parts.query)).get("sslmode")
+        if sslmode not in ENCRYPTED_SSLMODES:
+            return (f"has sslmode={sslmode}, which " if sslmode else "has no sslmode, so it ") + \
+                "may connect without TLS: add sslmode=require (or verify-full)"
+    elif parts.scheme == "redis":
+        return "is redis://, which carries the password and every job in clear: use rediss:// (TLS)"
+    elif parts.scheme == "amqp":
+        return "is amqp://, which carries the credentials and every message in clear: use amqps:// (TLS)"
+    if not parts.password or (parts.scheme != "rediss" and not parts.username):
+        # Redis authenticates with a password alone (AUTH <password>); postgres and AMQP with a user too.
+        return "has no user and password: a managed service reached over the internet needs both" if parts.scheme != "rediss" \
+            else "has no password: a managed Redis reached over the internet needs one"
+    return None
 
 
 class DataSettings(Section):
@@ -55,6 +79,17 @@ class DataSettings(Section):
         for field in DEV_ONLY_PORTS:
             if environment.strict and getattr(self, field) is not None:
                 yield Violation(field, f"{environment.strict} publishes no data-service port: remove this key", "")
+
+    @cross_rule
+    def _managed_services_over_tls_with_credentials(self, environment: Environment) -> Iterator[Violation]:
+        if not environment.strict:
+            return
+        for mode_field, url_field, example in EXTERNAL_URLS:
+            url = getattr(self, url_field)
+            if getattr(self, mode_field) == "external" and url is not None:
+                why = clear_or_anonymous(url.get_secret_value())
+                if why:
+                    yield Violation(url_field, f"in {environment.strict} the managed service's URL {why}", example)
 
     @property
     def workers_need_egress(self) -> bool:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Iterator, Literal, Optional, Union
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
-from .address_types import Cidr, HttpUrl, ImageRef, IPv4Address, covers_everyone
+from .address_types import CidrList, HttpUrl, ImageRef, IPv4Address, covers_everyone, image_parts
 from .base import Environment, Section, Violation, cross_rule, key
+from .cors import DEFAULT_PORTS, EXACT_ORIGIN, PatternError, parse_pattern
 from .secret_types import CERTIFICATE, PRIVATE_KEY, secret
 from .types import (
     ConfigBool,
     CookieName,
+    GatewayMountedFile,
     HostName,
-    HostPath,
     Port,
     config_int,
     nginx_size,
@@ -33,52 +34,47 @@ LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 PROD_MIN_HSTS_MAX_AGE = 31_536_000
 ROUTES_EXAMPLE = '[{"path":"/api/","service":"api"}]'
 CORS_EXAMPLE = "https://app.carecircle.example"
+CORS_PATTERN_EXAMPLE = "~^https://[a-z0-9-]+\\.carecircle\\.example$"
 RESERVED_PATHS = ("/", "/health/", "/ready/", "/live/")
-
-
-def _top_level_alternation(regex: str) -> bool:
-    """Whether `a|b` splits the whole pattern (so `^a|b$` anchors neither side fully)."""
-    depth, in_class, escaped = 0, False, False
-    for char in regex:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            return True
-    return False
+# Bounded lists (a config value is at most settings/loading.MAX_VALUE_LENGTH characters anyway).
+MAX_ROUTES = 64
+MAX_CIDRS = 256
+MAX_CORS_ORIGINS = 64
 
 
 def _cors_origin(value: Any) -> str:
     text = pattern(r"[\x21-\x7e]+", "must be an origin such as https://app.carecircle.example")(value)
     if not text.startswith("~"):
-        if not re.fullmatch(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?", text):
-            raise rule(f"{text!r} is not an origin such as https://app.carecircle.example (no path, no *)", CORS_EXAMPLE)
+        exact = EXACT_ORIGIN.fullmatch(text)
+        if not exact:
+            raise rule(f"{text!r} is not an origin such as https://app.carecircle.example (a DNS host name, no path, no *)", CORS_EXAMPLE)
+        if exact["port"] and int(exact["port"]) == DEFAULT_PORTS[exact["scheme"]]:
+            # A browser leaves the scheme's default port out of the Origin it sends: this would never match.
+            raise rule(f"{text!r} names the default port, which a browser's Origin never holds", text.rsplit(":", 1)[0])
+        if exact["port"] and int(exact["port"]) > 65535:
+            raise rule(f"{text!r} names a port above 65535", text.rsplit(":", 1)[0])
         return text
-    regex = text[1:]
-    if not (regex.startswith(("^https://", "^http://", "^https?://")) and regex.endswith("$")):
-        raise rule(f"pattern {text!r} must be anchored: start with ~^https:// and end with $", "~^https://[a-z0-9-]+\\\\.carecircle\\\\.example$")
-    if not re.fullmatch(r"[A-Za-z0-9.:/\\\[\]()?*+^$|-]+", regex):
-        raise rule(f"pattern {text!r} may hold only what an origin can (letters, digits, '.', ':', '/', '-') and regex operators "
-                   "(no quotes, spaces, ';' or braces)", CORS_EXAMPLE)
-    if _top_level_alternation(regex):
-        raise rule(f"pattern {text!r} has a top-level '|': ^a|b$ anchors neither side; group it: ~^https://(a|b)$", CORS_EXAMPLE)
     try:
-        re.compile(regex)
-    except re.error:
-        raise rule(f"pattern {text!r} is not a valid regular expression", CORS_EXAMPLE) from None
+        parse_pattern(text[1:])
+    except PatternError as error:
+        raise rule(f"pattern {text!r} {error}", CORS_PATTERN_EXAMPLE) from None
+    try:
+        re.compile(text[1:])
+    except re.error as error:  # e.g. a class range z-a
+        raise rule(f"pattern {text!r} is not a valid regular expression: {error}", CORS_PATTERN_EXAMPLE) from None
     return text
 
 
+def _distinct_origins(origins: list[str]) -> list[str]:
+    # Exact origins are keys of nginx's map, which refuses one listed twice ("conflicting parameter").
+    twice = sorted({origin for origin in origins if origins.count(origin) > 1})
+    if twice:
+        raise rule(f"lists {', '.join(twice)} twice", list(dict.fromkeys(origins)))
+    return origins
+
+
 CorsOrigin = Annotated[str, BeforeValidator(_cors_origin)]
+CorsOrigins = Annotated[list[CorsOrigin], AfterValidator(_distinct_origins)]
 RoutePath = text_type(r"/(?:[A-Za-z0-9._~-]+/)*", "must start and end with '/' and hold only URL-safe characters")
 ProxyConnectTimeout = nginx_time(75)  # nginx: "usually cannot exceed 75 seconds"
 ClientTimeout = nginx_time(300)
@@ -134,15 +130,15 @@ class GatewaySettings(Section):
     gateway_server_name: HostName = key("Public host name of the gateway.", "api.carecircle.example")
     gateway_routes: list[Route] = key(
         "Routes: list of {path, service, stripPrefix, websocket}. /health, /ready and /live always reach the api.",
-        [{"path": "/api/", "service": "api"}])
+        [{"path": "/api/", "service": "api"}], max_length=MAX_ROUTES)
     gateway_tls: TlsMode = key(
         "Serve HTTPS (required in staging/prod): true (the certificate from gatewayTlsCertificate/Key or the host paths), "
         "acme (obtained and renewed from gatewayAcmeDirectory, docs/certificates.md) or false.", True)
     gateway_tls_certificate: Optional[Certificate] = key("PEM certificate chain, when not read from gatewayTlsCertificatePath.", "<PEM>", default=None)
     gateway_tls_key: Optional[PrivateKey] = key("PEM private key, when not read from gatewayTlsKeyPath.", "<PEM>", default=None)
-    gateway_tls_certificate_path: Optional[HostPath] = key(
+    gateway_tls_certificate_path: Optional[GatewayMountedFile] = key(
         "Path of the certificate chain on the Docker host (mounted read-only).", "/etc/carecircle/tls/fullchain.pem", default=None)
-    gateway_tls_key_path: Optional[HostPath] = key(
+    gateway_tls_key_path: Optional[GatewayMountedFile] = key(
         "Path of the private key on the Docker host (mounted read-only).", "/etc/carecircle/tls/privkey.pem", default=None)
     gateway_acme_directory: Optional[HttpUrl] = key(
         f"ACME directory the certificate comes from (gatewayTls acme); unset: Let's Encrypt ({LETS_ENCRYPT}) for prod, "
@@ -159,18 +155,20 @@ class GatewaySettings(Section):
     gateway_hsts_max_age: HstsMaxAge = key(f"Strict-Transport-Security max-age in seconds (TLS only; prod: at least {PROD_MIN_HSTS_MAX_AGE}).", 63072000)
     gateway_rate_limit_per_second: RatePerSecond = key("Requests per second per client IP.", 10)
     gateway_rate_limit_burst: Burst = key("Requests a client may send above the rate before getting 429.", 20)
-    gateway_rate_limit_allowlist: list[Cidr] = key("CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"])
+    gateway_rate_limit_allowlist: CidrList = key("CIDRs exempt from the rate limit (monitoring, load tests).", ["10.0.0.0/8"],
+                                                 max_length=MAX_CIDRS)
     gateway_user_rate_limit_per_second: RatePerSecond = key(
         "Requests per second per credential (bearer token, else gatewaySessionCookie), applied on top of the per-IP limit; "
         "requests without a credential get the per-IP limit only.", 10)
     gateway_user_rate_limit_burst: Burst = key("Requests a credential may send above its rate before getting 429.", 20)
     gateway_session_cookie: CookieName = key(
         "Name of the api's session cookie: the per-user limit's credential when a request has no bearer token.", "carecircle_session")
-    gateway_trusted_proxies: list[Cidr] = key(
-        "CIDRs of L7 proxies in front of the gateway whose X-Forwarded-For (and X-Request-ID) is believed.", ["10.0.0.0/8"])
-    gateway_load_balancers: list[Cidr] = key(
+    gateway_trusted_proxies: CidrList = key(
+        "CIDRs of L7 proxies in front of the gateway whose X-Forwarded-For (and X-Request-ID) is believed.", ["10.0.0.0/8"],
+        max_length=MAX_CIDRS)
+    gateway_load_balancers: CidrList = key(
         "CIDRs of L4 load balancers in front of the gateway. When set, the public listeners take the PROXY protocol and "
-        "believe the client address in it from these CIDRs only; empty: no PROXY protocol.", ["10.0.0.0/8"])
+        "believe the client address in it from these CIDRs only; empty: no PROXY protocol.", ["10.0.0.0/8"], max_length=MAX_CIDRS)
     gateway_client_max_body_size: BodySize = key("Largest request body (413 above it), e.g. 1m.", "1m")
     gateway_client_header_timeout: ClientTimeout = key("Time to receive the request headers.", "10s")
     gateway_client_body_timeout: ClientTimeout = key("Time between two reads of the request body.", "10s")
@@ -190,8 +188,9 @@ class GatewaySettings(Section):
     gateway_resolver_valid: ResolverValid = key(
         "How long nginx keeps the addresses of upstream names it re-resolves (Swarm tasks.<service>); "
         "a change is seen within this plus 1 s.", "5s")
-    gateway_cors_origins: list[CorsOrigin] = key(
-        "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).", ["https://app.carecircle.example"])
+    gateway_cors_origins: CorsOrigins = key(
+        "Origins allowed by CORS: exact (https://app.example) or anchored patterns (~^https://[a-z]+\\.example$).", ["https://app.carecircle.example"],
+        max_length=MAX_CORS_ORIGINS)
     gateway_cors_allow_credentials: ConfigBool = key(
         "Send Access-Control-Allow-Credentials to allowed origins (the origin is echoed, never *).", False)
 
@@ -256,6 +255,51 @@ class GatewaySettings(Section):
     def _credentials_need_origins(self, environment: Environment) -> Iterator[Violation]:
         if self.gateway_cors_allow_credentials and not self.gateway_cors_origins:
             yield Violation("gateway_cors_allow_credentials", "credentials need an explicit list of origins in gatewayCorsOrigins", False)
+
+    @cross_rule
+    def _credentials_only_to_origins_the_stack_owns(self, environment: Environment) -> Iterator[Violation]:
+        # With credentials, an allowed origin can read answers to requests made with the user's cookie or
+        # token: it must be served over HTTPS (a network attacker could inject script into an http://
+        # page) and be a host in a domain the stack's owners hold (a pattern anyone's domain matches is a
+        # wildcard of origins).
+        if not (environment.strict and self.gateway_cors_allow_credentials):
+            return
+        for index, origin in enumerate(self.gateway_cors_origins):
+            if not origin.startswith("~"):
+                if origin.startswith("http://"):
+                    yield Violation("gateway_cors_origins", f"{environment.strict} sends credentials (gatewayCorsAllowCredentials) "
+                                                            f"to HTTPS origins only, not {origin}", "https://" + origin[len("http://"):],
+                                    path=f"[{index}]")
+                continue
+            parsed = parse_pattern(origin[1:])
+            if parsed.allows_http:
+                yield Violation("gateway_cors_origins", f"{environment.strict} sends credentials to HTTPS origins only: "
+                                                        f"{origin} also matches http://", "~^https://" + origin.split("://", 1)[1],
+                                path=f"[{index}]")
+            elif parsed.pinned_domain() is None:
+                yield Violation("gateway_cors_origins", f"{origin} matches hosts in domains anyone can register (a wildcard of "
+                                                        f"origins), and {environment.strict} sends them credentials: end the "
+                                                        "pattern in the stack's own domain, e.g. \\.carecircle\\.example$",
+                                CORS_PATTERN_EXAMPLE, path=f"[{index}]")
+
+    @cross_rule
+    def _gateway_image_runs_the_config(self, environment: Environment) -> Iterator[Violation]:
+        # The rendered configuration needs `http2 on` (nginx 1.25.1) and, on swarm, `server ... resolve`
+        # in an upstream (1.27.3): nginx's docs/xml/nginx/changes.xml. An older image fails `nginx -t`
+        # in the middle of `pulumi up`.
+        needed, why = ((1, 27, 3), "`server ... resolve` in an upstream (1.27.3)") if self.platform == "swarm" else \
+            ((1, 25, 1), "`http2 on` (1.25.1)")  # type: ignore[attr-defined]
+        name, tag, digest = image_parts(str(self.gateway_image))
+        version = re.match(r"([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?![0-9])", tag or "")
+        example = f"{name}:1.30-alpine" + (f"@{digest}" if digest else "")
+        if version is None:
+            yield Violation("gateway_image", f"must name its nginx version in the tag (e.g. {name}:1.30-alpine), so that it can be "
+                                             f"checked against what the configuration needs: {why}", example)
+            return
+        # A line (1.27) is its newest release.
+        release = (int(version[1]), int(version[2]), int(version[3]) if version[3] else 10**9)
+        if release < needed:
+            yield Violation("gateway_image", f"nginx {version[0]} cannot run the gateway's configuration, which needs {why}", example)
 
     @cross_rule
     def _distinct_routes(self, environment: Environment) -> Iterator[Violation]:

@@ -20,7 +20,8 @@ from pydantic.alias_generators import to_camel
 from .base import INVALID, Environment, SkipRule, Violation, is_structured, secret_kind
 from .errors import DOCKER_HOST_KEY, NAMESPACE, REGISTRY_AUTH_KEY, SSH_OPTS_KEY, ConfigError, ConfigProblem, fix_command, full_key, problem
 from .gateway import Route
-from .model import SECTIONS, Settings, all_cross_rules
+from .model import SECTIONS, Settings, all_cross_rules, stack_name_problem
+from .secret_types import CERTIFICATE, PRIVATE_KEY
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Stacks whose name does not start with their environment. An entry is a reviewed decision: add
@@ -29,6 +30,10 @@ STACK_ENVIRONMENT_EXCEPTIONS: dict[str, str] = {}
 # Namespaces something reads: ours, the docker provider's (its own config keys), the engine's.
 PROVIDER_NAMESPACE = "docker"
 ENGINE_NAMESPACE = "pulumi"
+# The longest value any key takes: a PEM certificate chain, else a list or a URL. Far below what a
+# Swarm secret holds (docker_names.SWARM_SECRET_MAX_BYTES), and what the policy pack reads in bounded time.
+MAX_PEM_LENGTH = 64 * 1024
+MAX_VALUE_LENGTH = 32 * 1024
 
 
 def environment_of_stack(stack: str) -> Optional[str]:
@@ -115,10 +120,12 @@ def _adapter(field_name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[(field.annotation, *field.metadata)]) if field.metadata else TypeAdapter(field.annotation)
 
 
-def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[dict[str, Any], list[ConfigProblem]]:
-    """Keys by alias, ready to validate, and the problems found on the way (namespaces, secrets, JSON)."""
+def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[dict[str, Any], set[str], list[ConfigProblem]]:
+    """Keys by alias, ready to validate; the aliases whose value was refused on the way (too long, not
+    JSON), which are then no "missing" key; and the problems found (namespaces, secrets, size, JSON)."""
     problems: list[ConfigProblem] = []
     data: dict[str, Any] = {}
+    refused: set[str] = set()
     for key, value in sorted(values.items()):
         namespace, _, name = key.partition(":")
         if key in (DOCKER_HOST_KEY, REGISTRY_AUTH_KEY, SSH_OPTS_KEY):  # docker provider keys the program reads too
@@ -140,18 +147,32 @@ def _screen(stack: str, values: dict[str, str], secret_keys: set[str]) -> tuple[
         if field_name in SECRET_FIELDS and key not in secret_keys:
             problems.append(problem(stack, key, "holds a secret but is stored in plain text",
                                     f"pulumi config set --secret {key} <value> --stack {stack}"))
+        limit = MAX_PEM_LENGTH if secret_kind(FIELDS[field_name]) in (CERTIFICATE, PRIVATE_KEY) else MAX_VALUE_LENGTH
+        if isinstance(value, str) and len(value) > limit:
+            problems.append(problem(stack, key, f"is {len(value)} characters long; no value of this key needs more than {limit}",
+                                    _fix(stack, field_name, None)))
+            refused.add(alias)
+            continue
         if is_structured(FIELDS[field_name]) and isinstance(value, str):
             try:
                 value = _decode_json(value)
+            except RecursionError:
+                problems.append(problem(stack, key, "is nested too deeply: a list of values (or of routes) is all it takes",
+                                        _fix(stack, field_name, None)))
+                refused.add(alias)
+                continue
             except ValueError:
                 problems.append(problem(stack, key, "must be a YAML/JSON list", _fix(stack, field_name, None)))
+                refused.add(alias)
                 continue
         data[alias] = value
-    return data, problems
+    return data, refused, problems
 
 
-def _validate_sections(stack: str, data: dict[str, Any], environment: Environment) -> tuple[dict[str, Any], set[str], list[ConfigProblem]]:
-    """Field values by name, the names of invalid fields, and their problems."""
+def _validate_sections(stack: str, data: dict[str, Any], environment: Environment,
+                       refused: set[str] = frozenset()) -> tuple[dict[str, Any], set[str], list[ConfigProblem]]:
+    """Field values by name, the names of invalid fields, and their problems (a key `refused` while
+    screening is invalid, not missing)."""
     context = {"environment": environment.name}
     values: dict[str, Any] = {}
     invalid: set[str] = set()
@@ -164,7 +185,7 @@ def _validate_sections(stack: str, data: dict[str, Any], environment: Environmen
             continue
         except ValidationError as error:
             errors = error.errors(include_url=False)
-        problems += [_from_pydantic(stack, e) for e in errors]
+        problems += [_from_pydantic(stack, e) for e in errors if not (e["type"] == "missing" and str(e["loc"][0]) in refused)]
         failed = {FIELD_OF_ALIAS[str(e["loc"][0])] for e in errors}
         invalid |= failed
         for name, field in fields.items():
@@ -185,9 +206,9 @@ def parse_settings(stack: str, values: dict[str, str], secret_keys: set[str]) ->
                     "(e.g. prod-eu); checked here with the prod rules",
             fix=f"pulumi stack rename prod-{stack} (or add a reviewed exception in settings/loading.py)"))
     environment = Environment(bound or "prod")
-    data, screened = _screen(stack, values, secret_keys)
+    data, refused, screened = _screen(stack, values, secret_keys)
     problems += screened
-    field_values, invalid, field_problems = _validate_sections(stack, data, environment)
+    field_values, invalid, field_problems = _validate_sections(stack, data, environment, refused)
     problems += field_problems
     view = Settings.model_construct(**field_values, **{name: INVALID for name in invalid}, stack=stack)
     for cross_rule in all_cross_rules():
@@ -197,9 +218,27 @@ def parse_settings(stack: str, values: dict[str, str], secret_keys: set[str]) ->
             continue
         problems += [ConfigProblem(key=full_key(FIELDS[v.field].alias), path=v.path, message=v.message,
                                    fix=_fix(stack, v.field, v.fix, v.path)) for v in violations]
+    problems += _stack_name_problems(stack, view)
     if problems:
         raise ConfigError(stack, problems)
     return Settings.model_construct(**{**field_values, "environment": environment.name}, stack=stack)
+
+
+def _stack_name_problems(stack: str, view: Settings) -> list[ConfigProblem]:
+    """A stack name that makes a Docker name the engine refuses, whatever namePrefix (checked once the
+    keys it depends on are valid)."""
+    try:
+        why = stack_name_problem(view)
+    except SkipRule:
+        return []
+    if not why:
+        return []
+    renamed = re.sub(r"[^A-Za-z0-9-]+", "-", stack).strip("-")
+    while len(renamed) > len(stack.split("-", 1)[0]) and stack_name_problem(view.model_copy(update={"stack": renamed})):
+        renamed = renamed[:-1].rstrip("-")
+    return [ConfigProblem(key="stack name", path="", message=f"'{stack}' makes Docker names the engine refuses, whatever "
+                                                            f"namePrefix: {why.replace('c-' + stack, '<prefix>-' + stack)}",
+                          fix=f"pulumi stack rename {renamed}")]
 
 
 def read_stack_config() -> tuple[dict[str, str], set[str]]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Optional
 
 from .alerting import AlertingSettings
 from .apps import AppSettings
 from .base import Environment, Section, Violation, cross_rule
 from .data import DataSettings
+from .docker_names import derived_names
 from .gateway import GatewaySettings
 from .monitoring import MonitoringSettings
 from .runtime import RuntimeSettings
@@ -67,6 +69,48 @@ class Settings(RuntimeSettings, AppSettings, DataSettings, GatewaySettings, Moni
             if reference is not None and "@sha256:" not in reference:
                 yield Violation(field, "prod runs images pinned by digest (a tag can be moved; Swarm resolves a tag only "
                                        "when a service is created)", f"{reference}@sha256:<digest>")
+
+    @cross_rule
+    def _docker_names_fit_the_engine(self, environment: Environment) -> Iterator[Violation]:
+        if stack_name_problem(self):
+            return  # the stack name alone cannot fit: reported on it (settings/loading.py)
+        problem = next((why for why in (name.problem() for name in derived_names(self)) if why), None)
+        if problem:
+            yield Violation("name_prefix", f"{problem}; it is built from namePrefix '{self.name_prefix}' and the stack name",
+                            fitting_prefix(self))
+
+    @cross_rule
+    def _metrics_never_public(self, environment: Environment) -> Iterator[Violation]:
+        # The api serves its metrics on its own port; what the gateway forwards there must never be that
+        # path. Express matches routes case-insensitively and with or without a trailing slash
+        # (path-to-regexp, sensitive: false, strict: false), so the comparison is too.
+        metrics = self.api_metrics_path.lower().rstrip("/") or "/"
+        if metrics in [path.lower() for path in HEALTH_PATHS]:
+            yield Violation("api_metrics_path", f"{self.api_metrics_path} is also a health path the gateway forwards from the "
+                                                "internet: serve metrics on a path of their own", "/metrics")
+        # (A route that strips its prefix forwards every path: the gateway refuses the one that would
+        # become the metrics path, see rendering.metrics_paths.)
+        for route in self.gateway_routes:
+            if not route.strip_prefix and (metrics + "/").startswith(route.path.lower()):
+                yield Violation("api_metrics_path", f"{self.api_metrics_path} is under the public route {route.path}: metrics "
+                                                    "would be readable from the internet", "/metrics")
+
+
+HEALTH_PATHS = ("/health", "/ready", "/live")  # forwarded by the gateway whatever the routes (rendering.HEALTH_PATHS)
+
+
+def stack_name_problem(settings: Settings) -> Optional[str]:
+    """Why the stack name alone makes a Docker name the engine refuses (with the shortest prefix), or None."""
+    shortest = settings.model_copy(update={"name_prefix": "c"})
+    return next((why for why in (name.problem() for name in derived_names(shortest)) if why), None)
+
+
+def fitting_prefix(settings: Settings) -> str:
+    """namePrefix made of what every kind of name takes, shortened until every derived name fits."""
+    prefix = re.sub(r"[^a-z0-9-]+", "-", str(settings.name_prefix).lower()).strip("-") or "cc"
+    while len(prefix) > 1 and any(n.problem() for n in derived_names(settings.model_copy(update={"name_prefix": prefix}))):
+        prefix = prefix[:-1].rstrip("-")
+    return prefix
 
 
 def all_cross_rules():

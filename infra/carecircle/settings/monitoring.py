@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+import re
+from typing import Annotated, Any, Iterator, Optional
+
+from pydantic import BeforeValidator
 
 from .address_types import HttpUrl, ImageRef
 from .base import Environment, Section, Violation, cross_rule, key
 from .secret_types import SENTRY_DSN, secret
-from .types import ConfigBool, HttpPath, Port, config_float, config_int, prometheus_duration
+from .types import ConfigBool, HttpPath, Port, config_float, config_int, pattern, rule
 
 Percent = config_float(0, 100, exclusive_minimum=True)
 Seconds = config_float(0, 3600, exclusive_minimum=True)
@@ -15,8 +18,44 @@ SampleRate = config_float(0, 1)
 QueueDepth = config_int(1, 1_000_000_000)
 ExpiryDays = config_int(1, 3650)
 SentryDsn = secret(SENTRY_DSN)
-Retention = prometheus_duration("hdwy", "15d")
-ScrapeInterval = prometheus_duration("sm", "15s")
+# prometheus/common model/time.go: y is 365 days, w 7 days.
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400}
+# A Prometheus duration is int64 nanoseconds (prometheus/common model.ParseDuration): a retention of more
+# than about 292 years (106751d) makes Prometheus exit at start ("duration out of range").
+MAX_RETENTION_SECONDS = (2**63 - 1) // 10**9
+# The shortest range vector of the alert rules (templates/alerts.yml.j2: rate(...[5m])). rate() needs
+# two samples in it; four scrapes per range keep it filled when one scrape fails or lands late (Prometheus
+# maintainers' rule of thumb, robustperception.io "What range should I use with rate()?").
+SHORTEST_ALERT_RANGE_SECONDS = 300
+SCRAPES_PER_ALERT_RANGE = 4
+
+
+def prometheus_seconds(text: str) -> int:
+    number, unit = re.fullmatch(r"([0-9]+)([smhdwy])", text).groups()  # type: ignore[union-attr]
+    return int(number) * DURATION_SECONDS[unit]
+
+
+def bounded_prometheus_duration(units: str, example: str, maximum_seconds: int, why: str, fix: str) -> Any:
+    """A Prometheus duration in one of `units`, at most `maximum_seconds` (else `why`)."""
+    check_text = pattern(rf"[1-9][0-9]{{0,5}}[{units}]", f"must be a duration such as {example} (units: {', '.join(units)})")
+
+    def check(value: Any) -> str:
+        text = check_text(value)
+        if prometheus_seconds(text) > maximum_seconds:
+            raise rule(why, fix)
+        return text
+    return Annotated[str, BeforeValidator(check)]
+
+
+Retention = bounded_prometheus_duration("hdwy", "15d", MAX_RETENTION_SECONDS,
+                                "must be at most 106751d (292y): Prometheus holds a duration in int64 nanoseconds and exits on "
+                                "a longer one (duration out of range)", "100y")
+SCRAPE_INTERVAL_MAX_SECONDS = SHORTEST_ALERT_RANGE_SECONDS // SCRAPES_PER_ALERT_RANGE
+ScrapeInterval = bounded_prometheus_duration("sm", "15s", SCRAPE_INTERVAL_MAX_SECONDS,
+                                     f"must be at most {SCRAPE_INTERVAL_MAX_SECONDS}s: each {SHORTEST_ALERT_RANGE_SECONDS // 60}m range "
+                                     f"of the alert rules must hold {SCRAPES_PER_ALERT_RANGE} scrapes, or one failed scrape leaves "
+                                     "rate() without samples and the error-rate and latency alerts never fire",
+                                     f"{SCRAPE_INTERVAL_MAX_SECONDS}s")
 
 
 class MonitoringSettings(Section):
@@ -52,6 +91,12 @@ class MonitoringSettings(Section):
             yield Violation("alert_certificate_expiry_days",
                             f"must be below gatewayAcmeRenewalMarginDays ({margin}): the alert is for a renewal that did not happen",
                             max(1, margin // 2))
+
+    @cross_rule
+    def _traces_over_tls(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and self.otel_exporter_endpoint is not None and not self.otel_exporter_endpoint.startswith("https://"):
+            yield Violation("otel_exporter_endpoint", f"{environment.strict} sends traces (request paths, user ids, timings) "
+                                                      "over HTTPS only", "https://" + self.otel_exporter_endpoint.split("://", 1)[1])
 
     @cross_rule
     def _prometheus_port_dev_only(self, environment: Environment) -> Iterator[Violation]:

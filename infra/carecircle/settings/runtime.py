@@ -23,6 +23,14 @@ DOCKER_DEFAULT_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
 # the upper half is Docker's for everything else.
 EDGE_MAX_PREFIX = 25
 STATIC_OFFSET = 16
+# How long `pulumi up` waits for the gateway container to turn healthy (components/gateway.py
+# wait_timeout), and a probe's timeout (components/common.py): Docker runs the first probe one
+# interval after the start, so an interval longer than the wait fails every create of the gateway.
+GATEWAY_WAIT_SECONDS = 60
+HEALTHCHECK_PROBE_TIMEOUT_SECONDS = 5
+# Restart policies that restart a container after any exit and after the engine restarts
+# (`on-failure` leaves one that exited 0 stopped).
+RESTARTING_POLICIES = ("unless-stopped", "always")
 
 
 def _edge_subnet(value: Any) -> str:
@@ -114,7 +122,8 @@ class RuntimeSettings(Section):
     log_max_files: LogFiles = key("json-file log rotation: files kept per container.", 3)
     healthcheck_interval: HealthcheckInterval = key(
         "How often Docker runs every healthcheck; a replica is taken out after 5 failures in a row, and a new one counts as "
-        "started (rolling updates, switches) at its first success.", "10s")
+        "started (rolling updates, switches) at its first success, one interval after it starts at the earliest (at most 55s: "
+        "`pulumi up` waits 60 s for the gateway).", "10s")
     edge_subnet: EdgeSubnet = key(
         "engine only: IPv4 subnet of the edge network; api containers get fixed addresses in its lower half.", "172.30.0.0/24")
     stack: DockerName = Field(default="", exclude=True, description="The Pulumi stack name: set by the loader, never by config.")
@@ -150,6 +159,28 @@ class RuntimeSettings(Section):
             yield Violation("docker_host", f"{environment.strict} deploys to a remote Docker host: set ssh://user@host")
         elif self.platform == "swarm" and self.docker_host is None:
             yield Violation("docker_host", "a swarm stack deploys through a swarm manager: set its Docker host")
+
+    @cross_rule
+    def _production_runtime(self, environment: Environment) -> Iterator[Violation]:
+        if not environment.strict:
+            return
+        if self.node_env != "production":
+            # Express and most Node libraries show stack traces and skip caches outside production.
+            yield Violation("node_env", f"{environment.strict} runs the api and workers with NODE_ENV=production", "production")
+        if self.restart_policy not in RESTARTING_POLICIES:
+            yield Violation("restart_policy", f"{environment.strict} containers come back whatever stopped them (a crash, an exit "
+                                              f"0, a restart of the engine): {' or '.join(RESTARTING_POLICIES)}, not "
+                                              f"{self.restart_policy}", "unless-stopped")
+
+    @cross_rule
+    def _gateway_turns_healthy_while_waited_for(self, environment: Environment) -> Iterator[Violation]:
+        interval = int(str(self.healthcheck_interval).rstrip("s"))
+        if interval + HEALTHCHECK_PROBE_TIMEOUT_SECONDS > GATEWAY_WAIT_SECONDS:
+            longest = GATEWAY_WAIT_SECONDS - HEALTHCHECK_PROBE_TIMEOUT_SECONDS
+            yield Violation("healthcheck_interval", f"the gateway's first healthcheck runs {self.healthcheck_interval} after it "
+                                                    f"starts (and may take {HEALTHCHECK_PROBE_TIMEOUT_SECONDS} s), but `pulumi up` "
+                                                    f"waits {GATEWAY_WAIT_SECONDS} s for it to turn healthy: at most {longest}s",
+                            f"{longest}s")
 
     # ---- derived values ----
 

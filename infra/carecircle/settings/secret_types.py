@@ -55,12 +55,39 @@ def _jwt_secret(text: str) -> Optional[str]:
     return None
 
 
-def _pem(label: str) -> Callable[[str], Optional[str]]:
-    def check(text: str) -> Optional[str]:
-        if not re.fullmatch(rf"-----BEGIN {label}-----\n[A-Za-z0-9+/=\n]+\n-----END {label}-----\n?(?:-----BEGIN {label}-----\n[A-Za-z0-9+/=\n]+\n-----END {label}-----\n?)*", text):
-            return f"must be PEM text from -----BEGIN {label}----- to -----END {label}-----"
-        return None
-    return check
+# One PEM block (RFC 7468): BEGIN and END name the same label; LF or CRLF line endings (a file saved
+# on Windows; OpenSSL reads both).
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+-----END \1-----(?:\r?\n)?")
+PRIVATE_KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
+
+
+def pem_labels(text: str) -> Optional[list[str]]:
+    """The label of each PEM block `text` is made of, or None when it is not PEM blocks end to end."""
+    labels, position = [], 0
+    while position < len(text):
+        block = PEM_BLOCK.match(text, position)
+        if block is None:
+            return None
+        labels.append(block[1])
+        position = block.end()
+    return labels or None
+
+
+def _certificate(text: str) -> Optional[str]:
+    labels = pem_labels(text)
+    if labels is None or set(labels) != {"CERTIFICATE"}:
+        return ("must be PEM text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE----- (the chain's certificates "
+                "one after the other, each END naming what its BEGIN named)")
+    return None
+
+
+def _private_key(text: str) -> Optional[str]:
+    labels = pem_labels(text)
+    # `openssl ecparam -genkey` writes the curve's EC PARAMETERS before the key; nginx reads past them.
+    if labels not in [[label] for label in PRIVATE_KEY_LABELS] + [["EC PARAMETERS", "EC PRIVATE KEY"]]:
+        return ("must be one unencrypted PEM private key from -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) to the "
+                "matching -----END ...-----")
+    return None
 
 
 def _sentry_dsn(text: str) -> Optional[str]:
@@ -74,8 +101,8 @@ DATABASE_URL = secret_url("postgres", "postgresql")
 REDIS_URL = secret_url("redis", "rediss")
 RABBITMQ_URL = secret_url("amqp", "amqps")
 JWT_SECRET = SecretKind(_jwt_secret, "fake-jwt-{tag}{tag}")
-CERTIFICATE = SecretKind(_pem("CERTIFICATE"), "-----BEGIN CERTIFICATE-----\nZmFrZS{tag}\n-----END CERTIFICATE-----\n")
-PRIVATE_KEY = SecretKind(_pem("(?:RSA |EC )?PRIVATE KEY"), "-----BEGIN PRIVATE KEY-----\nZmFrZS{tag}\n-----END PRIVATE KEY-----\n")
+CERTIFICATE = SecretKind(_certificate, "-----BEGIN CERTIFICATE-----\nZmFrZS{tag}\n-----END CERTIFICATE-----\n")
+PRIVATE_KEY = SecretKind(_private_key, "-----BEGIN PRIVATE KEY-----\nZmFrZS{tag}\n-----END PRIVATE KEY-----\n")
 SENTRY_DSN = SecretKind(_sentry_dsn, "https://fake{tag}@o0.ingest.sentry.invalid/0")
 
 

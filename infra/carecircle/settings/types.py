@@ -153,7 +153,42 @@ JwtLifetime = text_type(r"[1-9][0-9]{0,5}[smhd]", "must be a duration such as 15
 HttpPath = text_type(r"/(?:[A-Za-z0-9._~-]+/?)*", "must be an absolute URL path such as /health (letters, digits, '.', '_', '~', '-', '/')")
 ContainerPath = text_type(ABSOLUTE_PATH, "must be an absolute path inside the container, such as /tmp/worker-heartbeat",
                           also=_no_parent_segment)
-HostPath = text_type(ABSOLUTE_PATH, "must be an absolute path on the Docker host", also=_no_parent_segment)
+# Directories of a Linux host (FHS) that hold the system itself: mounting one hands its whole content over.
+SYSTEM_DIRECTORIES = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt", "/proc",
+    "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/usr/share",
+    "/var", "/var/lib", "/var/log", "/var/run", "/var/tmp", "/etc/ssl", "/etc/ssl/private", "/etc/pki",
+})
+# Trees that are the kernel's or the container engine's: devices, process memory, every container's
+# secrets and layers, the engines' API sockets.
+HOST_CONTROL_TREES = ("/proc", "/sys", "/dev", "/var/lib/docker", "/var/lib/containerd", "/run/docker", "/var/run/docker",
+                      "/run/containerd", "/var/run/containerd", "/etc/ssh", "/etc/sudoers.d")
+HOST_CREDENTIAL_FILES = frozenset({"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/shadow-", "/etc/gshadow-"})
+SSH_KEY_FILE = re.compile(r"id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?(?:\.pub)?|ssh_host_[a-z0-9]+_key(?:\.pub)?|authorized_keys2?|known_hosts")
+
+
+def _mountable(path: str) -> Optional[str]:
+    """Why `path` must never be mounted into a container that faces the internet (None: it may be)."""
+    if _no_parent_segment(path):
+        return _no_parent_segment(path)
+    parts = path.split("/")
+    under = [root for root in HOST_CONTROL_TREES if path == root or path.startswith(root + "/")]
+    if path in SYSTEM_DIRECTORIES:
+        return f"is the system directory {path}: mounting it would hand the gateway all of it"
+    if parts[-1].endswith((".sock", ".socket")):
+        return "is a Unix socket (the Docker socket is root on the host): mount the certificate file itself"
+    # (~/.ssh never gets here: ABSOLUTE_PATH takes no segment that starts with '.'; /etc/ssh is a control tree.)
+    if SSH_KEY_FILE.fullmatch(parts[-1]):
+        return "is ssh key material: it has nothing to do with the gateway's certificate"
+    if path in HOST_CREDENTIAL_FILES:
+        return "holds the host's own credentials"
+    if under:
+        return f"is under {under[0]}, which belongs to the kernel or the container engine (devices, sockets, other containers' data)"
+    return None
+
+
+# A host file mounted (read-only) into the internet-facing gateway.
+GatewayMountedFile = text_type(ABSOLUTE_PATH, "must be an absolute path of a file on the Docker host", also=_mountable)
 RepositoryDirectory = text_type(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*",
                                 "must be a relative directory inside this repository", also=_no_parent_segment)
 CommandArgument = text_type(r"[\x21-\x7e]{1,512}", "must be a non-empty argument without spaces or control characters")
