@@ -89,6 +89,17 @@ def build_image_repository(settings: Any, build_context: str) -> str:
     return settings.docker_name(slug).lower()
 
 
+def _monitoring_names(s: Any, replicas: list[str]) -> list[DerivedName]:
+    """A Prometheus and an Alertmanager with their volumes per replica ("" on the engine, "1", "2", ... on
+    Swarm's monitoring nodes), and the blackbox exporter of a TLS stack."""
+    names = []
+    for role in ("prometheus", "alertmanager"):
+        for replica in replicas:
+            numbered = [replica] if replica else []
+            names += [DerivedName(CONTAINER, s.docker_name(role, *numbered)), DerivedName(VOLUME, s.docker_name(role, *numbered, "data"))]
+    return names + ([DerivedName(CONTAINER, s.docker_name("blackbox-exporter"))] if s.gateway_tls else [])
+
+
 def derived_names(settings: Any) -> list[DerivedName]:
     """Every name the program gives the engine for this stack (tests/test_config_docker_names.py checks
     that the program declares no other)."""
@@ -110,7 +121,7 @@ def derived_names(settings: Any) -> list[DerivedName]:
         names += [DerivedName(CONTAINER, s.docker_name("gateway", str(i))) for i in edges]
         if monitoring:
             names += [DerivedName(CONTAINER, s.docker_name("nginx-exporter", str(i))) for i in edges]
-            names += [DerivedName(CONTAINER, s.docker_name("prometheus")), DerivedName(VOLUME, s.docker_name("prometheus", "data"))]
+            names += _monitoring_names(s, [str(i) for i in range(1, len(s.swarm_monitoring_hosts) + 1)])
         return names
     networks = ["edge", "backend", *(["egress"] if s.needs_egress else [])]
     names += [DerivedName(BRIDGE_NETWORK, s.docker_name(network)) for network in networks]
@@ -123,7 +134,7 @@ def derived_names(settings: Any) -> list[DerivedName]:
     if monitoring:
         exporters = ["nginx-exporter", *(f"{service}-exporter" for service in ("postgres", "redis") if getattr(s, f"{service}_mode") == "container")]
         names += [DerivedName(CONTAINER, s.docker_name(exporter)) for exporter in exporters]
-        names += [DerivedName(CONTAINER, s.docker_name("prometheus")), DerivedName(VOLUME, s.docker_name("prometheus", "data"))]
+        names += _monitoring_names(s, [""])
     contexts = sorted({c for c in (s.api_build_context, s.workers_build_context) if c is not None})
     names += [DerivedName(IMAGE, f"{build_image_repository(s, context)}:local") for context in contexts]
     return names
