@@ -889,13 +889,23 @@ def pinned_to_one_domain(pattern: str) -> bool:
     return tail is None or public_suffixes().privatesuffix(tail.replace("\\", "")[1:].lower()) is not None
 
 
+# An exact origin as the gateway writes it (rendering.cors_origin_regex): anchored, every metacharacter escaped.
+EXACT_ORIGIN_KEY = re.compile(r"~\^((?:[^.^$*+?()\[\]{}|\\]|\\[.^$*+?()\[\]{}|\\])*)\$")
+
+
+def _origin_of(key: str) -> str:
+    """A map key as the origin it stands for: an exact origin unescaped, a pattern as written (~...)."""
+    exact = EXACT_ORIGIN_KEY.fullmatch(key)
+    return re.sub(r"\\(.)", r"\1", exact[1]) if exact else key
+
+
 def cors_origins_with_credentials(bundle: str) -> list[str]:
     """The CORS origins a gateway configuration bundle (base64 tar) sends credentials to."""
     origins = []
     for text in _bundle_texts(bundle):
         cors = CORS_MAP.search(text)
         if cors and CORS_CREDENTIALS.search(text):
-            origins += [match["origin"] for match in CORS_KEY.finditer(cors["body"])]
+            origins += [_origin_of(match["origin"]) for match in CORS_KEY.finditer(cors["body"])]
     return origins
 
 

@@ -14,7 +14,7 @@ from config_checks import accepted, refused, settings_or_error
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from test_monitoring import PROMETHEUS, PROMTOOL
+from test_monitoring import PROMETHEUS, PROMTOOL, RUNBOOKS
 
 from carecircle.monitoring import render_alert_rules, render_prometheus_config
 from carecircle.settings.monitoring import (
@@ -107,7 +107,8 @@ def error_rate_fires(directory, interval_seconds: int, failed_every_seconds: int
             "alert_rule_test": [{"eval_time": f"{samples * interval_seconds - interval_seconds}s", "alertname": "HighErrorRate",
                                  "exp_alerts": [{"exp_labels": {"severity": "critical"}, "exp_annotations": {
                                      "summary": "More than 5% of api requests fail",
-                                     "description": "10% of api requests answered 5xx over 5 minutes."}}]}]}
+                                     "description": f"10% of api requests answered 5xx over {settings.alert_rate_window}.",
+                                     "runbook_url": f"{RUNBOOKS}#higherrorrate"}}]}]}
     (directory / "alerts_test.yml").write_text(yaml.safe_dump(
         {"rule_files": ["alerts.yml"], "evaluation_interval": f"{interval_seconds}s", "tests": [test]}))
     result = subprocess.run([PROMTOOL, "test", "rules", "alerts_test.yml"], cwd=directory, capture_output=True, text=True, timeout=60)
