@@ -207,3 +207,29 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
     report("manager cut off mid-deploy", cut_after_seconds=round(cut_after, 1), apply_failed_after_cut_seconds=round(failed_after - cut_after, 1),
            message=message.splitlines()[-2:], node_ready_after_heal_seconds=round(ready_after_heal, 1),
            rerun_through_another_manager_seconds=round(rerun_seconds, 1), **load.summary())
+
+
+def test_4_an_edge_node_restarted_without_draining_comes_back_by_itself(swarm, stack):
+    """What the maintenance procedure's drain avoids: node2's dockerd restarted while it runs api replicas."""
+    api = stack.service_name("blue")
+    node = "node2"
+    rebalance_onto(swarm, api, node)
+    with Load(edges(swarm, stack), SERVER_NAME, timeout=10) as load:
+        time.sleep(2)
+        restarted_at = load.elapsed()
+        restart = swarm.restart_daemon(node)
+        swarm.wait_node_state(node, "ready", timeout=90)
+        wait_for("the gateway running again", lambda: gateway_state(swarm, node)["Status"] == "running", timeout=60)
+        wait_for(f"the balancer to take {node} back", lambda: load.balancer.in_service[node], timeout=60)
+        back_at = load.elapsed()
+        wait_for("the pool at 3 replicas", lambda: len(running(swarm, api)) == 3, timeout=120, interval=1)
+        time.sleep(3)
+    shutdown = [line for line in swarm[node].log.read_text(errors="replace").splitlines()
+                if "terminated" in line or "shutdown" in line.lower() or "leave" in line.lower()][-12:]
+    print("\n".join(shutdown))
+    report("edge node restarted without draining", daemon_exited_seconds=round(restart["exited_seconds"], 1),
+           daemon_answering_seconds=round(restart["answering_seconds"], 1), edge_back_seconds=round(back_at - restarted_at, 1),
+           retrying_failures=[(round(o.at - restarted_at, 2), round(o.took, 1), o.first_error[:90], o.error[:90]) for o in load.failed(True)],
+           retrying_first_tries_failed=[(round(o.at - restarted_at, 2), o.first_error[:90]) for o in load.requests(True)
+                                        if o.retried and o.at >= restarted_at][:12],
+           balancer=load.balancer_changes(), **load.summary())
