@@ -4,11 +4,11 @@ active pool answers late, with the stack's gateway settings and with a read time
 Starts a 3-manager swarm (root; bin/swarm-prereqs), deploys the staging stack as tests/swarm does (3 api
 replicas, 2 edge gateways), makes the replica on node3 answer every request `--delays` ms late (the
 stand-in's POST /_standin/slow) and runs closed-loop clients through both gateways (the swarm tests' load
-and balancer model, no pause between requests) for `--seconds` each. Prints per phase: requests/s, p50
+and balancer model; `--pause` seconds between a client's requests, none by default) for `--seconds` each. Prints per phase: requests/s, p50
 and p99 latency of the answered requests, the share answered by the slow replica, and failures. Tears
 everything down, also on Ctrl-C.
 
-    .venv/bin/python bench/slow_replica.py [--delays 0,300,1500] [--seconds 20] [--clients 4]
+    .venv/bin/python bench/slow_replica.py [--delays 0,300,1500] [--seconds 20] [--clients 4] [--pause 0]
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def phase(cluster: SwarmCluster, deployed: DeployedStack, probe: Probe, slow: tuple[str, str], delay_ms: int,
-          seconds: float, clients: int, label: str) -> dict:
+          seconds: float, clients: int, pause: float, label: str) -> dict:
     task, address = slow
     probe.js(f"fetch('http://{address}:3000/_standin/slow?ms={delay_ms}',{{method:'POST'}})"
              ".then(r=>process.exit(r.ok?0:1),()=>process.exit(1))")
-    with Load(edges(cluster, deployed), SERVER_NAME, clients=clients, pause=0.0, timeout=10) as load:
+    with Load(edges(cluster, deployed), SERVER_NAME, clients=clients, pause=pause, timeout=10) as load:
         time.sleep(seconds)
     done = load.requests(True) + load.requests(False)
     answered = [o for o in done if o.ok]
@@ -65,7 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--delays", default="0,300,1500", help="ms the slow replica adds, one phase each")
     parser.add_argument("--seconds", type=float, default=20.0, help="load per phase")
-    parser.add_argument("--clients", type=int, default=4, help="closed-loop clients of each kind (retrying, plain)")
+    parser.add_argument("--clients", type=int, default=4, help="clients of each kind (retrying, plain)")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds a client waits between two requests")
     args = parser.parse_args()
     delays = [int(d) for d in args.delays.split(",")]
     with tempfile.TemporaryDirectory() as tmp, SwarmCluster(managers=3, labels=SWARM_LABELS) as cluster:
@@ -86,10 +87,10 @@ def main() -> None:
                 slow = (replica.container_id[:12], replica.addresses[deployed.network("edge")])
                 probe = Probe(cluster["node1"], [deployed.network("edge")])
                 for delay in delays:
-                    print(json.dumps(phase(cluster, deployed, probe, slow, delay, args.seconds, args.clients, "stack defaults")), flush=True)
+                    print(json.dumps(phase(cluster, deployed, probe, slow, delay, args.seconds, args.clients, args.pause, "stack defaults")), flush=True)
                 deployed.apply(**SHORT_READ_TIMEOUT)
                 for delay in [d for d in delays if d > 1000]:
-                    print(json.dumps(phase(cluster, deployed, probe, slow, delay, args.seconds, args.clients,
+                    print(json.dumps(phase(cluster, deployed, probe, slow, delay, args.seconds, args.clients, args.pause,
                                            "read timeout 1s: " + json.dumps(SHORT_READ_TIMEOUT))), flush=True)
             finally:
                 if probe is not None:
