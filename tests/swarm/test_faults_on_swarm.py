@@ -9,13 +9,14 @@ The figures of each scenario are printed (-s) and kept in docs/scaling.md with t
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from .cluster import SwarmCluster, run, wait_for
+from .cluster import SwarmCluster, list_processes, run, wait_for
 from .load import Load
 from .scenario import deployed_stack, edges, rebalance_onto, report, running
 from .stack import SERVER_NAME, DeployedStack
@@ -37,6 +38,22 @@ def gateway_state(cluster: SwarmCluster, node: str) -> dict:
     """State of the gateway container on `node` (Status, Error, ...)."""
     container = next(c for c in cluster[node].client.containers.list(all=True) if "-gateway-" in c.name)
     return container.attrs["State"]
+
+
+def gate_running(service_id: str) -> bool:
+    """Whether this test's apply runs the rollout gate of that service now (a shell under this process)."""
+    processes = list_processes()
+
+    def ours(pid: int) -> bool:
+        for _ in range(20):
+            if pid == os.getpid():
+                return True
+            if pid not in processes:
+                return False
+            pid = processes[pid].ppid
+        return False
+
+    return any("carecircle rollout" in p.cmdline and service_id in p.cmdline and ours(p.pid) for p in processes.values())
 
 
 def availability(cluster: SwarmCluster, node: str, value: str) -> None:
@@ -172,9 +189,12 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
         deploying = threading.Thread(target=deploy, daemon=True)
         started = time.monotonic()
         deploying.start()
-        # Asked of another manager: the update is under way, the rollout gate waits on `lost`.
+        # Asked of another manager: the update is under way; then the rollout gate waits on `lost`. (Cut while
+        # the provider's own call is in flight, the apply fails with the provider's message instead.)
         wait_for("the rolling update under way", lambda: (swarm["node2"].client.api.inspect_service(api).get("UpdateStatus") or {}).get(
             "State") == "updating", timeout=90, interval=0.2)
+        wait_for("the rollout gate running", lambda: gate_running(swarm["node2"].client.api.inspect_service(api)["ID"]),
+                 timeout=60, interval=0.1)
         cut_after = time.monotonic() - started
         run(["ip", "link", "set", swarm[lost].veth, "down"])
         try:
