@@ -141,10 +141,18 @@ def test_2_an_app_node_cut_off_for_30_s_then_healed(swarm, stack, swarm_resource
             run(["ip", "link", "set", swarm[node].veth, "up"])
         healed_at = load.elapsed()
         # The replaced replica runs on until node3's agent hears from the managers again (its desired
-        # state is shutdown since the node went down).
+        # state is shutdown since the node went down). What docs/scaling.md has the operator run shows it.
+        def listed_running() -> bool:
+            listed = swarm["node1"].docker("service", "ps", "--filter", "desired-state=shutdown", "--format",
+                                           "{{.Node}} {{.CurrentState}}", api, check=False)
+            assert listed.returncode == 0, listed.stderr
+            return any(line.startswith(f"{node} Running") for line in listed.stdout.decode().splitlines())
+
+        assert wait_for("the replaced replica listed as running", listed_running, timeout=60, interval=1)
         wait_for("the replaced replica stopped", lambda: not any(
             swarm[node].client.api.inspect_container(cid)["State"]["Running"] for cid in stale), timeout=240, interval=1)
         stopped_at = load.elapsed()
+        wait_for("the replaced replica no longer listed as running", lambda: not listed_running(), timeout=60, interval=1)
         live = wait_for("3 live replicas", lambda: (lambda r: r if len(r) == 3 else None)(
             [t for t in running(swarm, api) if t.container_id and t.container_id[:12] not in stale]), timeout=120, interval=1)
         live_addresses = sorted(t.addresses[stack.network("edge")] for t in live)
