@@ -48,6 +48,25 @@ def test_every_replica_answering_503_briefly_never_empties_the_upstream(tmp_path
     assert [status for status, _, _ in after] == [200] * 4
 
 
+def test_a_slow_replica_gets_few_requests_while_the_others_answer_at_once(tmp_path):
+    """A replica that answers 300 ms late (a slow node) under concurrent clients: the gateway sends each
+    request to the replica with the fewest in flight, so the slow one takes far less than its third."""
+    import concurrent.futures
+
+    with stub_upstreams(3) as upstreams, running_gateway(tmp_path, settings_for("dev", OPEN), upstreams) as gateway:
+        slow = upstreams.servers[0]
+        slow.delay = 0.3
+
+        def client(_: int) -> list[int]:
+            return [status for status, _, _ in replies(gateway, 25)]
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            statuses = [status for batch in pool.map(client, range(6)) for status in batch]
+    assert statuses == [200] * 150
+    hits = [len(server.hits) for server in upstreams.servers]
+    assert sum(hits) == 150 and hits[0] < 150 * 0.15, hits  # round robin: a third (50)
+
+
 def test_retries_are_bounded_in_tries(tmp_path):
     """Replicas that accept and close (a crash): a GET tries at most gatewayProxyNextUpstreamTries."""
     settings = settings_for("dev", {**OPEN, "carecircle:gatewayProxyNextUpstreamTries": 2})

@@ -33,6 +33,8 @@ FAKE_DOCKER = textwrap.dedent('''\
         open(counter, "w").write(str(poll))
     poll = int(open(counter).read()) if os.path.exists(counter) else 0
     frame = frames[min(poll, len(frames) - 1)]
+    if frame.get("engine_error"):  # the manager in DOCKER_HOST does not answer
+        sys.exit(frame["engine_error"])
     SPEC_CHANGED = 1796562389567200496  # the service's UpdatedAt in nanoseconds; tasks default to after it
     if args[:2] == ["service", "inspect"]:
         if "UpdateStatus.State" in fmt:
@@ -75,7 +77,7 @@ def task(current: str, desired: str = "Running", **extra: str) -> dict[str, str]
 RUNNING = task("Running 3 seconds ago")
 
 
-def gate(tmp_path: Path, frames: list[dict], timeout: int = 20) -> subprocess.CompletedProcess:
+def gate(tmp_path: Path, frames: list[dict], timeout: int = 20, docker_host: str = "") -> subprocess.CompletedProcess:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, body in (("docker", FAKE_DOCKER), ("sleep", "#!/bin/sh\nexit 0\n")):
@@ -83,7 +85,7 @@ def gate(tmp_path: Path, frames: list[dict], timeout: int = 20) -> subprocess.Co
         path.write_text(body)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     (tmp_path / "frames.json").write_text(json.dumps(frames))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GATE_STATE": str(tmp_path)}
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GATE_STATE": str(tmp_path), **({"DOCKER_HOST": docker_host} if docker_host else {})}
     return subprocess.run(["sh", "-c", ROLLOUT_SCRIPT, "rollout", "svc-id", str(timeout)], env=env, capture_output=True,
                           text=True, timeout=60)
 
@@ -154,6 +156,17 @@ def test_a_pull_refused_before_the_spec_changed_does_not_fail_the_same_image_onc
     assert polls(tmp_path) == 2 and "1/1 replicas running" in done.stdout
 
 
+@pytest.mark.parametrize("answered", [0, 2])
+def test_a_manager_that_stops_answering_fails_the_apply_naming_it_and_what_to_run(tmp_path, answered):
+    # What a manager cut off from the others answers after the engine's 20 s swarm request timeout.
+    lost = "Error response from daemon: rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+    updating = {"state": "updating", "desired": 3, "tasks": [RUNNING, RUNNING, task("Starting 1 second ago")]}
+    failed = gate(tmp_path, [updating] * answered + [{"engine_error": lost}], docker_host="ssh://deploy@manager-1.example")
+    assert failed.returncode == 1
+    assert f"the manager ssh://deploy@manager-1.example did not answer (docker service inspect): {lost}" in failed.stderr
+    assert "run pulumi up again through another one: pulumi config set docker:host ssh://<user>@<another manager>" in failed.stderr
+
+
 def test_the_gate_runs_again_when_the_replicas_change():
     from carecircle.offline import evaluate_stack
 
@@ -167,6 +180,8 @@ def test_the_gate_runs_again_when_the_replicas_change():
 
 def test_the_script_is_what_the_gate_runs():
     # The stand-in answers exactly the calls the script makes; a new call must be added here first.
-    calls = {" ".join(line.split("docker ", 1)[1].split(" ")[:2]) for line in ROLLOUT_SCRIPT.splitlines()
-             if "docker " in line and not line.strip().startswith("#")}
+    # Every call goes through `ask` (the manager named when it does not answer), which alone runs docker.
+    lines = [line for line in ROLLOUT_SCRIPT.splitlines() if not line.strip().startswith("#")]
+    assert [line.strip() for line in lines if "docker " in line and "echo" not in line] == ['if ! docker "$@" 2>"$errors"; then']
+    calls = {" ".join(line.split("ask ", 1)[1].split(" ")[:2]) for line in lines if "ask " in line}
     assert calls == {"service inspect", "service ps", "inspect --type"}

@@ -17,6 +17,7 @@
 // /_standin/health?state=fail (or ok) makes this one process fail (or pass) /health from then on.
 // POST /_standin/errors?status=500 makes this one process answer every request but the health, metrics
 // and knob paths with that status (an incident, for alerting tests); status=0 ends it.
+// POST /_standin/slow?ms=N makes it answer every later request N ms late (a slow node; 0: on time again).
 const http = require("http");
 const net = require("net");
 const { setting, fingerprint, identity } = require("./common");
@@ -24,6 +25,7 @@ const { setting, fingerprint, identity } = require("./common");
 const port = Number(process.env.PORT || 3000);
 const shutdownDelayMs = Math.max(0, Number(process.env.SHUTDOWN_DELAY_SECONDS || 0) * 1000);
 let brokenHealth = process.env.STANDIN_BROKEN_HEALTH === "1";
+let slowMs = 0;
 const urls = {
   database: setting("DATABASE_URL"),
   redis: setting("REDIS_URL"),
@@ -99,6 +101,11 @@ async function handle(req, res) {
   const delay = Math.min(120000, Math.max(0, Number(url.searchParams.get("delay_ms")) || 0));
   if (delay) await new Promise((r) => setTimeout(r, delay));
   const path = url.pathname;
+  if (path === "/_standin/slow" && req.method === "POST") {
+    slowMs = Math.min(120000, Math.max(0, Number(url.searchParams.get("ms")) || 0));
+    return reply(200, { slowMs });
+  }
+  if (slowMs) await new Promise((r) => setTimeout(r, slowMs));
   if (path === "/_standin/health" && req.method === "POST") {
     brokenHealth = url.searchParams.get("state") === "fail";
     return reply(200, { health: brokenHealth ? "failing" : "ok" });

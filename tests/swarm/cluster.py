@@ -496,6 +496,27 @@ class SwarmCluster:
         self.wait_node_state(name, "ready", timeout=timeout or self.start_timeout)
         return time.monotonic() - t0
 
+    def restart_daemon(self, name: str, timeout: float = 120) -> dict[str, float]:
+        """Restart node `name`'s dockerd as an engine upgrade or `systemctl restart docker` does: SIGTERM
+        (the daemon leaves the swarm's gossip, stops its containers and containerd, exits), then the same
+        command again. The veth stays up. Returns seconds until it exited and until it answered again."""
+        node = self.nodes[name]
+        if not node.alive or node.process is None:
+            raise SwarmError(f"{name} is not running")
+        t0 = time.monotonic()
+        os.kill(node.pid, signal.SIGTERM)
+        try:
+            node.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SwarmError(f"dockerd of {name} still running {timeout:.0f} s after SIGTERM:\n{node.log_tail()}") from None
+        exited = time.monotonic() - t0
+        node.alive = False
+        with contextlib.suppress(Exception):
+            node.client.close()
+        self._launch(node)
+        self._wait_daemon(node)
+        return {"exited_seconds": exited, "answering_seconds": time.monotonic() - t0}
+
     def add_host(self, name: str) -> ExtraHost:
         """A network namespace of its own on the cluster's bridge (not a swarm node), for a service the
         nodes reach (a registry). Torn down with the cluster; a process whose command line names a path

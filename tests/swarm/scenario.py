@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from .cluster import SwarmCluster
+from .cluster import SwarmCluster, wait_for
 from .load import Load
 from .probe import tasks
 from .stack import DeployedStack, base_config, secrets
@@ -53,3 +53,22 @@ def running(cluster: SwarmCluster, service: str) -> list:
 
 def responses_after(load: Load, after: float) -> set[tuple[str, str]]:
     return set(load.versions(after))
+
+
+def rebalance_onto(cluster: SwarmCluster, service: str, node: str) -> None:
+    """Make sure `service` runs a replica on `node`. Rolling updates can leave a node without one
+    (start-first places the new replica before the old one leaves); a forced rolling restart, as an
+    operator rebalances, places each new replica on the node with the fewest."""
+    if any(t.node == node for t in running(cluster, service)):
+        return
+    # The whole current spec, only ForceUpdate raised (the SDK's force_update() rebuilds the container
+    # spec from the image alone, dropping env, secrets and healthcheck).
+    api = cluster.manager().client.api
+    current = api.inspect_service(service)
+    spec = current["Spec"]
+    spec["TaskTemplate"]["ForceUpdate"] = int(spec["TaskTemplate"].get("ForceUpdate", 0)) + 1
+    api._raise_for_status(api._post_json(api._url("/services/{0}/update", current["ID"]), data=spec,
+                                         params={"version": current["Version"]["Index"]}))
+    wait_for(f"a replica of {service} on {node} after a forced rolling restart", lambda: any(
+        t.node == node for t in running(cluster, service)) and cluster.manager().client.api.inspect_service(service).get(
+        "UpdateStatus", {}).get("State") == "completed", timeout=120, interval=1)

@@ -18,7 +18,7 @@ import pytest
 from .cluster import SwarmCluster, wait_for
 from .load import Load
 from .probe import Probe
-from .scenario import deployed_stack, edges, gateway_errors, report, responses_after, running
+from .scenario import deployed_stack, edges, gateway_errors, rebalance_onto, report, responses_after, running
 from .stack import SERVER_NAME, DeployedStack, base_config, secrets
 
 
@@ -233,25 +233,6 @@ def test_5_workers_release_under_a_job_stream_keeps_a_worker_running_and_loses_n
                min_running_workers=min(running_samples), samples=len(running_samples), acks_per_worker_pool=drained["perPool"])
     finally:
         queue.remove()
-
-
-def rebalance_onto(cluster: SwarmCluster, service: str, node: str) -> None:
-    """Make sure `service` runs a replica on `node`. Rolling updates can leave a node without one
-    (start-first places the new replica before the old one leaves); a forced rolling restart, as an
-    operator rebalances, places each new replica on the node with the fewest."""
-    if any(t.node == node for t in running(cluster, service)):
-        return
-    # The whole current spec, only ForceUpdate raised (the SDK's force_update() rebuilds the container
-    # spec from the image alone, dropping env, secrets and healthcheck).
-    api = cluster.manager().client.api
-    current = api.inspect_service(service)
-    spec = current["Spec"]
-    spec["TaskTemplate"]["ForceUpdate"] = int(spec["TaskTemplate"].get("ForceUpdate", 0)) + 1
-    api._raise_for_status(api._post_json(api._url("/services/{0}/update", current["ID"]), data=spec,
-                                         params={"version": current["Version"]["Index"]}))
-    wait_for(f"a replica of {service} on {node} after a forced rolling restart", lambda: any(
-        t.node == node for t in running(cluster, service)) and cluster.manager().client.api.inspect_service(service).get(
-        "UpdateStatus", {}).get("State") == "completed", timeout=120, interval=1)
 
 
 def test_6_losing_an_edge_node_with_api_replicas_keeps_serving_through_the_other(swarm, stack, swarm_resources):

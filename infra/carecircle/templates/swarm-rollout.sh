@@ -8,13 +8,25 @@ set -eu
 service="$1"
 timeout="$2"
 waited=0
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+# Every question goes to the manager in DOCKER_HOST (docker:host). When it does not answer (down, or cut off
+# from the other managers: the engine gives up after 20 s with DeadlineExceeded), the apply fails naming
+# that manager and the way on, not with the engine's bare error.
+ask() {
+    if ! docker "$@" 2>"$errors"; then
+        echo "carecircle rollout: $service: the manager ${DOCKER_HOST:-of the local engine} did not answer (docker $1 $2): $(cat "$errors")" >&2
+        echo "carecircle rollout: if that manager is down or cut off from the other managers, run pulumi up again through another one: pulumi config set docker:host ssh://<user>@<another manager>, then pulumi up (docs/scaling.md, \"A manager lost during a deploy\")" >&2
+        exit 1
+    fi
+}
 while :; do
-    state=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$service")
+    state=$(ask service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$service")
     case "$state" in
         rollback_started|rollback_completed|rollback_paused|paused)
-            message=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.Message}}{{end}}' "$service")
+            message=$(ask service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.Message}}{{end}}' "$service")
             echo "carecircle rollout: $service: update $state: $message" >&2
-            docker service ps --no-trunc --filter desired-state=shutdown --format '{{.Name}} {{.CurrentState}} {{.Error}}' "$service" | head -5 >&2
+            ask service ps --no-trunc --filter desired-state=shutdown --format '{{.Name}} {{.CurrentState}} {{.Error}}' "$service" | head -5 >&2
             exit 1
             ;;
     esac
@@ -22,29 +34,30 @@ while :; do
     # Only tasks created since the spec last changed count: a pull refused before credentials were
     # added (same image, older task) is not this release's. Nanosecond stamps have 19 digits, so
     # awk compares them as strings.
-    image=$(docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$service")
-    since=$(docker service inspect --format '{{.UpdatedAt.UnixNano}}' "$service")
-    tasks=$(docker service ps --quiet --no-trunc "$service")
+    image=$(ask service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$service")
+    since=$(ask service inspect --format '{{.UpdatedAt.UnixNano}}' "$service")
+    tasks=$(ask service ps --quiet --no-trunc "$service")
     pull=""
     if [ -n "$tasks" ]; then
         # shellcheck disable=SC2086 # one argument per task id
-        pull=$(docker inspect --type task --format '{{.CreatedAt.UnixNano}}|{{.Spec.ContainerSpec.Image}}|{{.Status.Err}}' $tasks \
-            | awk -F'|' -v since="$since" -v image="$image" '($1 "") >= (since "") && $2 == image && $3 ~ /No such image|pull access denied|unauthorized|manifest unknown|not found/ { print $3; exit }')
+        details=$(ask inspect --type task --format '{{.CreatedAt.UnixNano}}|{{.Spec.ContainerSpec.Image}}|{{.Status.Err}}' $tasks)
+        pull=$(printf '%s\n' "$details" | awk -F'|' -v since="$since" -v image="$image" '($1 "") >= (since "") && $2 == image && $3 ~ /No such image|pull access denied|unauthorized|manifest unknown|not found/ { print $3; exit }')
     fi
     if [ -n "$pull" ]; then
         echo "carecircle rollout: $service: the nodes cannot pull $image: $pull" >&2
         echo "carecircle rollout: a private registry needs its credentials in docker:registryAuth (a secret; docs/scaling.md, \"Registry credentials\")" >&2
         exit 1
     fi
-    desired=$(docker service inspect --format '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}' "$service")
-    running=$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "$service" | grep -c '^Running' || true)
+    desired=$(ask service inspect --format '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}' "$service")
+    states=$(ask service ps --filter desired-state=running --format '{{.CurrentState}}' "$service")
+    running=$(printf '%s\n' "$states" | grep -c '^Running' || true)
     if [ "$state" != "updating" ] && [ "$running" = "$desired" ]; then
         echo "carecircle rollout: $service: $running/$desired replicas running${state:+, update $state}"
         exit 0
     fi
     if [ "$waited" -ge "$timeout" ]; then
         echo "carecircle rollout: $service: $running/$desired replicas running after ${timeout}s${state:+ (update $state)}" >&2
-        docker service ps --no-trunc --format '{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' "$service" | head -10 >&2
+        ask service ps --no-trunc --format '{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' "$service" | head -10 >&2
         exit 1
     fi
     sleep 2
