@@ -7,8 +7,8 @@ images on every node.
                                 `swarm` from the root bin/fetch-nginx unpacks (run when missing).
     receivers_tls    (session)  a CA and a certificate for the host end of the swarm's bridge, where
                                 the tests' alert receivers listen.
-    monitoring_images (session) the Prometheus, Alertmanager (trusting receivers_tls's CA) and nginx
-                                exporter stand-ins on every node of `swarm`: role -> tag.
+    monitoring_images (session) the Prometheus, Alertmanager (trusting receivers_tls's CA), nginx
+                                exporter and blackbox exporter stand-ins on every node of `swarm`: role -> tag.
     swarm_resources  (function) Resources on `swarm`: services, networks, secrets, configs and probe
                                 containers a test creates, removed when the test ends.
     make_swarm       (function) factory for extra clusters (destructive tests): make_swarm(managers=,
@@ -165,12 +165,13 @@ def receivers_tls(swarm: SwarmCluster, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def monitoring_images(swarm: SwarmCluster, receivers_tls) -> dict[str, str]:
-    from .monitoring_images import ALERTMANAGER, NGINX_EXPORTER, PROMETHEUS, build_monitoring_images
+    from .monitoring_images import ALERTMANAGER, BLACKBOX_EXPORTER, NGINX_EXPORTER, PROMETHEUS, build_monitoring_images
 
     t0 = time.monotonic()
     swarm.images.update(build_monitoring_images(swarm, receivers_tls.ca.read_bytes()))
     swarm.timings["monitoring_images"] = time.monotonic() - t0
-    return {"prometheus": PROMETHEUS, "alertmanager": ALERTMANAGER, "nginx-exporter": NGINX_EXPORTER}
+    return {"prometheus": PROMETHEUS, "alertmanager": ALERTMANAGER, "nginx-exporter": NGINX_EXPORTER,
+            "blackbox-exporter": BLACKBOX_EXPORTER}
 
 
 @pytest.fixture

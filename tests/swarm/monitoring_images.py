@@ -11,6 +11,10 @@ carecircle-standin/alertmanager:test   /bin/alertmanager and /bin/amtool (`prome
                                        public ones.
 carecircle-standin/nginx-exporter:test /usr/bin/nginx-prometheus-exporter (`prometheus-nginx-exporter`),
                                        nothing else (nginx/nginx-prometheus-exporter has no shell either).
+carecircle-standin/blackbox-exporter:test  /bin/blackbox_exporter (`prometheus-blackbox-exporter`), where
+                                       prom/blackbox-exporter has it, and /etc/blackbox_exporter for the
+                                       configuration the stack uploads (TLS stacks probe each gateway's
+                                       certificate with it).
 
 The Go binaries link only libc: each image holds them, the libraries `ldd` lists and the loader.
 """
@@ -27,6 +31,7 @@ from .images import GROUP, PASSWD, REPO, _add_busybox, _add_bytes, _add_dir, _ad
 PROMETHEUS = f"{REPO}/prometheus:test"
 ALERTMANAGER = f"{REPO}/alertmanager:test"
 NGINX_EXPORTER = f"{REPO}/nginx-exporter:test"
+BLACKBOX_EXPORTER = f"{REPO}/blackbox-exporter:test"
 NOBODY = 65534
 
 ALERTMANAGER_TEMPLATES = Path("/usr/share/prometheus/alertmanager")
@@ -50,6 +55,8 @@ IMAGES = {
                                for name in ("default.tmpl", "email.tmpl")}),
     NGINX_EXPORTER: Image({Path("/usr/bin/prometheus-nginx-exporter"): "usr/bin/nginx-prometheus-exporter"},
                           "/usr/bin/nginx-prometheus-exporter", busybox=False),
+    BLACKBOX_EXPORTER: Image({Path("/usr/bin/prometheus-blackbox-exporter"): "bin/blackbox_exporter"}, "/bin/blackbox_exporter",
+                             busybox=False, data="blackbox_exporter"),
 }
 
 

@@ -100,6 +100,7 @@ def monitoring_config(images: dict[str, str]) -> dict[str, Any]:
         "carecircle:prometheusImage": images["prometheus"],
         "carecircle:alertmanagerImage": images["alertmanager"],
         "carecircle:nginxExporterImage": images["nginx-exporter"],
+        "carecircle:blackboxExporterImage": images["blackbox-exporter"],
         "carecircle:prometheusRetention": "1d",
         "carecircle:scrapeInterval": "1s",
         # Longer than the load's clients can all stall on a lost node (their 10 s timeout): a window without

@@ -33,7 +33,8 @@ from .stack import SERVER_NAME, DeployedStack, alerting_secrets, base_config, mo
 
 PROMETHEUS = ["carecircle-staging-prometheus-1", "carecircle-staging-prometheus-2"]
 ALERTMANAGERS = ["carecircle-staging-alertmanager-1", "carecircle-staging-alertmanager-2"]
-EXPECTED_TARGETS = {"prometheus": 2, "alertmanager": 2, "api": 3, "nginx": 2}
+# The staging stack serves TLS: the blackbox exporter probes each gateway's certificate (gateway-certificate).
+EXPECTED_TARGETS = {"prometheus": 2, "alertmanager": 2, "api": 3, "nginx": 2, "gateway-certificate": 2}
 # Past the second Alertmanager's turn (--cluster.peer-timeout, 15 s).
 HOLD_SECONDS = 22
 # The second Alertmanager decides 15 s after each check of a group: a check made before a resolution and
@@ -183,6 +184,11 @@ def test_1_every_target_is_up_and_the_alertmanagers_are_one_cluster(swarm, alert
             # Each exporter reads its gateway's stub_status over the edge overlay, which the status listener allows.
             assert query(probe, prometheus, "nginx_up") == {f"carecircle-staging-nginx-exporter-{i}:9113": 1.0 for i in (1, 2)}
             assert sum(query(probe, prometheus, "nginx_http_requests_total").values()) > 0
+            # The certificate each edge's gateway serves, read from the monitoring node (issue 19's expiry watch).
+            gateways = [f"carecircle-staging-gateway-{i}:8443" for i in (1, 2)]
+            assert query(probe, prometheus, 'probe_success{job="gateway-certificate"}') == dict.fromkeys(gateways, 1.0)
+            expiry = query(probe, prometheus, 'probe_ssl_earliest_cert_expiry{job="gateway-certificate"}')
+            assert sorted(expiry) == gateways and all(value > time.time() for value in expiry.values())
             wait_for("both Alertmanagers in one cluster of 2", lambda prometheus=prometheus: sorted(
                 query(probe, prometheus, "alertmanager_cluster_members").values()) == [2.0, 2.0], timeout=30)
             assert query(probe, prometheus, 'ALERTS{alertstate="firing",alertname!="Watchdog"}') == {}
