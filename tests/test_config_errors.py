@@ -258,8 +258,8 @@ def test_malformed_settings_always_end_in_the_clear_error(stack, changes):
         assert error.declared == []
         assert error.problems
         for found in error.problems:
-            assert found.key.startswith(("carecircle:", "docker:host", "docker:registryAuth"))
-            assert found.fix.startswith(("pulumi config", "set carecircle:"))
+            assert found.key.startswith(("carecircle:", "docker:host", "docker:registryAuth", "docker:sshOpts"))
+            assert found.fix.startswith(("pulumi config", "set carecircle:", "set docker:sshOpts"))
         assert str(error).startswith(f"Invalid configuration for stack '{stack}'")
     else:
         assert evaluation.containers  # a valid change still declares the stack
