@@ -50,6 +50,9 @@ class GatewayArgs:
 
 
 class Gateway(pulumi.ComponentResource):
+    """A gateway container, then (`apply`) its configuration: in gatewayTls acme mode the configuration
+    carries a certificate whose challenges the container answers first."""
+
     container: docker.Container
     config: pulumi.Resource
     # Done once this gateway serves its configuration and the balancer had time to send it traffic again.
