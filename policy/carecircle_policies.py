@@ -851,13 +851,7 @@ def _production_runtime(args: ResourceValidationArgs, report_violation: ReportVi
     if env not in STRICT or args.resource_type not in (CONTAINER, SERVICE, SWARM_CONFIG):
         return
     name = _known(lambda: args.props.get("name")) or args.name
-    if args.resource_type == SWARM_CONFIG:  # a service's env file
-        variables = dotenv_variables(_known(lambda: config_text(args.props)) or "")
-    elif args.resource_type == SERVICE:
-        variables = {k: str(v) for k, v in (_known(lambda: _at(args.props, "taskSpec", "containerSpec", "env"), {}) or {}).items()}
-    else:
-        variables = dict(str(entry).partition("=")[::2] for entry in _known(lambda: args.props.get("envs"), []) or [])
-    node_env = variables.get("NODE_ENV")
+    node_env = _env_of(args).get("NODE_ENV")
     if node_env not in (None, "production"):
         report_violation(f"{name}: NODE_ENV={node_env}, not production, in {env}", None)
     if args.resource_type == CONTAINER and _known(lambda: args.props.get("restart"), "always") not in RESTARTING:
