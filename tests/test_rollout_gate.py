@@ -55,7 +55,15 @@ FAKE_DOCKER = textwrap.dedent('''\
     if args[:3] == ["inspect", "--type", "task"]:
         for arg in args[5:]:
             task = tasks[int(arg.removeprefix("task"))]
-            print(f'{task.get("created", SPEC_CHANGED + 1)}|{task.get("image", "IMAGE")}|{task.get("error", "")}')
+            print(f'{task.get("created", SPEC_CHANGED + 1)}|{task.get("image", "IMAGE")}|{task.get("error", "")}|'
+                  f'{task.get("node", "node-a")}|{task.get("state", "running")}|{arg}')
+        sys.exit(0)
+    if args[:2] == ["node", "inspect"]:
+        print(frame.get("nodes", {}).get(args[-1], "ready"))
+        sys.exit(0)
+    if args[:2] == ["service", "update"]:  # recorded, one line per call
+        with open(os.path.join(state_dir, "updates"), "a") as updates:
+            updates.write(" ".join(args) + "\\n")
         sys.exit(0)
     if args[:2] == ["service", "ps"]:
         running = "desired-state=running" in args
@@ -167,6 +175,44 @@ def test_a_manager_that_stops_answering_fails_the_apply_naming_it_and_what_to_ru
     assert "run pulumi up again through another one: pulumi config set docker:host ssh://<user>@<another manager>" in failed.stderr
 
 
+def forced_updates(tmp_path: Path) -> list[str]:
+    updates = tmp_path / "updates"
+    return updates.read_text().splitlines() if updates.exists() else []
+
+
+def test_an_update_waiting_on_a_task_placed_on_a_down_node_is_restarted_once_on_the_live_nodes(tmp_path):
+    # The manager lost mid-deploy (tests/swarm/test_faults_on_swarm.py test_3): the update's task on that
+    # node never starts, and Swarm's updater would wait for it until the node returns.
+    stranded = task("Starting 40 seconds ago", desired="Shutdown", node="node-lost", state="starting")
+    waiting = {"state": "updating", "desired": 3, "nodes": {"node-lost": "down"},
+               "tasks": [stranded, RUNNING, RUNNING, RUNNING]}
+    restarted = {**waiting, "updated": SPEC_CHANGED + 60_000_000_000}  # UpdatedAt moved: the stranded task predates it
+    frames = [waiting, restarted, restarted, {**restarted, "state": "completed"}]
+    done = gate(tmp_path, frames)
+    assert done.returncode == 0, done.stderr
+    assert forced_updates(tmp_path) == ["service update --detach --force --no-resolve-image --quiet svc-id"]
+    assert "the update waits on task task0, placed on node node-lost, which is down" in done.stderr
+    assert polls(tmp_path) == 4 and "3/3 replicas running, update completed" in done.stdout
+
+
+@pytest.mark.parametrize("case", ["node only unreachable so far", "task running", "not updating", "task of an earlier update"])
+def test_an_update_is_left_to_swarm_unless_it_waits_on_a_task_placed_on_a_down_node(tmp_path, case):
+    stranded = task("Starting 40 seconds ago", node="node-lost", state="starting")
+    frame = {"state": "updating", "desired": 2, "nodes": {"node-lost": "down"}, "tasks": [stranded, RUNNING]}
+    if case == "node only unreachable so far":
+        frame["nodes"] = {"node-lost": "unknown"}
+    elif case == "task running":
+        stranded["state"] = "running"
+    elif case == "not updating":
+        frame["state"] = ""
+    else:
+        stranded["created"] = SPEC_CHANGED - 1
+    done_frame = {**frame, "state": "completed", "tasks": [RUNNING, RUNNING]}
+    done = gate(tmp_path, [frame, frame, done_frame])
+    assert done.returncode == 0, done.stderr
+    assert forced_updates(tmp_path) == [] and "which is down" not in done.stderr
+
+
 def test_the_gate_runs_again_when_the_replicas_change():
     from carecircle.offline import evaluate_stack
 
@@ -183,5 +229,5 @@ def test_the_script_is_what_the_gate_runs():
     # Every call goes through `ask` (the manager named when it does not answer), which alone runs docker.
     lines = [line for line in ROLLOUT_SCRIPT.splitlines() if not line.strip().startswith("#")]
     assert [line.strip() for line in lines if "docker " in line and "echo" not in line] == ['if ! docker "$@" 2>"$errors"; then']
-    calls = {" ".join(line.split("ask ", 1)[1].split(" ")[:2]) for line in lines if "ask " in line}
-    assert calls == {"service inspect", "service ps", "inspect --type"}
+    calls = {" ".join(line.split("ask ", 1)[1].split(" ")[:2]) for line in lines if "ask " in line and "echo" not in line}
+    assert calls == {"service inspect", "service ps", "inspect --type", "node inspect", "service update"}

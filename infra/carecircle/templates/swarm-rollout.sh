@@ -38,16 +38,35 @@ while :; do
     since=$(ask service inspect --format '{{.UpdatedAt.UnixNano}}' "$service")
     tasks=$(ask service ps --quiet --no-trunc "$service")
     pull=""
+    waiting_on=""
     if [ -n "$tasks" ]; then
         # shellcheck disable=SC2086 # one argument per task id
-        details=$(ask inspect --type task --format '{{.CreatedAt.UnixNano}}|{{.Spec.ContainerSpec.Image}}|{{.Status.Err}}' $tasks)
+        details=$(ask inspect --type task --format '{{.CreatedAt.UnixNano}}|{{.Spec.ContainerSpec.Image}}|{{.Status.Err}}|{{.NodeID}}|{{.Status.State}}|{{.ID}}' $tasks)
         pull=$(printf '%s\n' "$details" | awk -F'|' -v since="$since" -v image="$image" '($1 "") >= (since "") && $2 == image && $3 ~ /No such image|pull access denied|unauthorized|manifest unknown|not found/ { print $3; exit }')
+        # This update's tasks that never reached running: Swarm's updater waits for each of them to start.
+        if [ "$state" = "updating" ]; then
+            waiting_on=$(printf '%s\n' "$details" | awk -F'|' -v since="$since" '($1 "") >= (since "") && $4 != "" && $5 ~ /^(new|pending|assigned|accepted|preparing|ready|starting)$/ { print $4 "|" $6 }')
+        fi
     fi
     if [ -n "$pull" ]; then
         echo "carecircle rollout: $service: the nodes cannot pull $image: $pull" >&2
         echo "carecircle rollout: a private registry needs its credentials in docker:registryAuth (a secret; docs/scaling.md, \"Registry credentials\")" >&2
         exit 1
     fi
+    # A task of this update placed on a node that went down (cut off, or its manager lost mid-deploy) never
+    # starts, and Swarm's updater waits for it until that node comes back: swarmkit
+    # manager/orchestrator/update/updater.go, Updater.updateTask ("Consider adding a timeout here"). Swarm
+    # has already restarted the slot on a live node; a forced update (ForceUpdate + 1: no spec field we
+    # declare changes, and the provider keeps it as computed) gives the update a new updater that places
+    # only on live nodes. Tasks created before it no longer count (UpdatedAt moves), so it happens once.
+    for pair in $waiting_on; do
+        node="${pair%%|*}"
+        if [ "$(ask node inspect --format '{{.Status.State}}' "$node")" = "down" ]; then
+            echo "carecircle rollout: $service: the update waits on task ${pair#*|}, placed on node $node, which is down; Swarm would wait for that node to return: restarting the update on the live nodes (docker service update --force)" >&2
+            ask service update --detach --force --no-resolve-image --quiet "$service" >/dev/null
+            break
+        fi
+    done
     desired=$(ask service inspect --format '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}' "$service")
     states=$(ask service ps --filter desired-state=running --format '{{.CurrentState}}' "$service")
     running=$(printf '%s\n' "$states" | grep -c '^Running' || true)
