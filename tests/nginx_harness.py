@@ -295,14 +295,14 @@ class RunningGateway:
 
     def request(self, method: str, path: str, tls: bool = False, body: Optional[bytes] = None,
                 headers: Optional[dict] = None, context: Optional[ssl.SSLContext] = None,
-                source: Optional[str] = None, port: Optional[int] = None) -> tuple[int, dict, bytes]:
+                source: Optional[str] = None, port: Optional[int] = None, timeout: float = 5) -> tuple[int, dict, bytes]:
         """One request on a new connection; `source` is the client's address (any 127.x.y.z)."""
         source_address = (source, 0) if source else None
         if tls:
             conn: http.client.HTTPConnection = PinnedHTTPSConnection(
                 self.server_name, port or self.ports.https, context or client_context(), source_address=source_address)
         else:
-            conn = http.client.HTTPConnection("127.0.0.1", port or self.ports.http, timeout=5, source_address=source_address)
+            conn = http.client.HTTPConnection("127.0.0.1", port or self.ports.http, timeout=timeout, source_address=source_address)
         try:
             conn.request(method, path, body=body, headers={"Host": self.server_name, **(headers or {})})
             response = conn.getresponse()

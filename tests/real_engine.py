@@ -101,8 +101,14 @@ def _build_image(client: docker.DockerClient, root: Path) -> None:
     shutil.copy2("/bin/busybox", context / "rootfs" / "bin" / "busybox")
     applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
     for applet in applets:
-        if applet != "busybox":
+        if applet not in ("busybox", "sleep"):
             (context / "rootfs" / "bin" / applet).symlink_to("busybox")
+    # `sleep` as a container's first process ignores SIGTERM (the kernel gives PID 1 no default action), so
+    # every removed service and replaced task would wait out its stop grace period. This one stops on it;
+    # `/bin/busybox sleep` still ignores it where a test needs that.
+    sleep = context / "rootfs" / "bin" / "sleep"
+    sleep.write_text("#!/bin/busybox sh\ntrap 'exit 143' TERM INT\n/bin/busybox sleep \"$@\" &\nwait $!\n")
+    sleep.chmod(0o755)
     (context / "rootfs" / "etc").mkdir()
     (context / "rootfs" / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\napp:x:1000:1000:app:/tmp:/bin/sh\n")
     (context / "rootfs" / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:\n")

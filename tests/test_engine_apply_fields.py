@@ -160,7 +160,7 @@ def test_container_fields(engine, applier, uid):
             image=IMAGE,
             # The entrypoint runs first and gets the command as its arguments (as Alertmanager's wrapper does).
             entrypoints=["/bin/sh", "-c", 'echo "$0" > /tmp/entrypoint && exec "$@"', "entry"],
-            command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600"],
+            command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -p 8080 -h /www && exec /bin/busybox sleep 3600"],
             envs=["MODE=test", "SECRET=abc"],
             labels=[dk.ContainerLabelArgs(label="com.carecircle.role", value="api")],
             healthcheck=dk.ContainerHealthcheckArgs(tests=["CMD-SHELL", "test -f /etc/app/app.conf"], interval="1s",
@@ -220,7 +220,7 @@ def test_container_fields(engine, applier, uid):
                               "127.0.0.1", "18081"], input="GET / HTTP/1.0\r\n\r\n", capture_output=True, text=True,
                              timeout=10)
     assert fetched.stdout.rstrip().endswith("ok")
-    # destroyGraceSeconds: the stop at delete waits that long (sleep as PID 1 ignores SIGTERM)
+    # destroyGraceSeconds: the stop at delete waits that long (busybox sleep as PID 1 ignores SIGTERM)
     started = time.monotonic()
     result = applier.destroy()
     assert 1.5 < time.monotonic() - started < 9

@@ -28,7 +28,7 @@ class Rotating:
 
 
 def _service(uid: str, *, env: dict[str, str], replicas: int = 2, max_replicas: int = 0, stop_grace: str = "30s",
-             monitor: str = "5s", interval: str = "1s", converge: bool = True):
+             monitor: str = "1s", interval: str = "1s", converge: bool = True):
     def program():
         net = overlay(f"{uid}-net")
         dk.Service("svc", task_spec=dk.ServiceTaskSpecArgs(

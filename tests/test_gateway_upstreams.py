@@ -2,7 +2,9 @@
 go, and upstream names nginx re-resolves (the Swarm design's `tasks.<service>`), against a DNS
 server of the test's own on 127.0.0.1."""
 
+import contextlib
 import json
+import socket
 import time
 
 import pytest
@@ -218,3 +220,54 @@ def test_resolved_upstream_config_is_valid_without_a_resolver_answering(tmp_path
 def test_an_upstream_server_is_host_and_port_only(server, resolve):
     with pytest.raises(ValueError, match="not host:port"):
         Upstream((server,), resolve=resolve)
+
+
+@contextlib.contextmanager
+def unanswered_connects(addresses: list[str], port: int):
+    """Listeners whose accept queue is full: a connect to them hangs (the kernel drops the SYN), as one to a
+    replica on a node cut off from the network does."""
+    listeners, fillers = [], []
+    try:
+        for address in addresses:
+            listener = socket.socket()
+            listener.bind((address, port))
+            listener.listen(0)  # room for one connection, taken below
+            listeners.append(listener)
+            fillers.append(socket.create_connection((address, port), timeout=2))
+        yield
+    finally:
+        for sock in fillers + listeners:
+            sock.close()
+
+
+@pytest.mark.parametrize("replaced_while_waiting", [False, True])
+def test_a_request_waiting_on_a_lost_replica_fails_when_the_name_changes_under_it(tmp_path, replaced_while_waiting):
+    """nginx's own limit, behind the rare 502 of a node cut off (docs/scaling.md, "A node cut off"): once a
+    re-resolved upstream's addresses change, a request that began with the old list gets no further try
+    (src/http/modules/ngx_http_upstream_least_conn_module.c, ngx_http_upstream_get_least_conn_peer: `rrp->config
+    != *peers->config` -> NGX_BUSY, "no live upstreams"; a new list of one address ends the tries at once,
+    ngx_http_upstream_free_round_robin_peer), even when the new list holds live replicas."""
+    port = free_port()
+    settings = settings_for("dev", {**OPEN, "carecircle:gatewayResolverValid": "1s", "carecircle:gatewayProxyConnectTimeout": "4s",
+                                    "carecircle:gatewayProxyNextUpstreamTries": 2, "carecircle:gatewayProxyNextUpstreamTimeout": "10s"})
+    lost, replacements = ["127.0.0.2", "127.0.0.3"], ["127.0.0.4", "127.0.0.5"]
+    with dns_stub() as dns, unanswered_connects(lost, port), stub_upstreams(2, addresses=replacements, port=port) as live:
+        name = "tasks.api-blue"
+        dns.records[name] = lost
+        spec = {"api": Upstream((f"{name}:{port}",), resolve=True)}
+        with running_gateway(tmp_path, settings, spec, resolver=dns.address) as gateway:
+            # Right after a resolution: the request starts with the lost replicas, and the next resolution
+            # (within valid + 1 s) falls inside its first try's 4 s connect timeout.
+            resolved = len(dns.a_queries(name))
+            wait_for(lambda: len(dns.a_queries(name)) > resolved, 5)
+            if replaced_while_waiting:  # Swarm replaced the lost replicas: the next resolution gives the new ones
+                dns.records[name] = replacements
+            started = time.monotonic()
+            status, _, body = gateway.request("GET", "/api/ping", timeout=15)
+            elapsed = time.monotonic() - started
+            log = gateway.error_log()
+    assert status == (502 if replaced_while_waiting else 504), (status, body)
+    assert ("no live upstreams" in log) == replaced_while_waiting, log
+    # Changed under it: one connect timeout, then refused, though the new list's replicas answer.
+    assert 3.5 < elapsed < (6 if replaced_while_waiting else 10), elapsed
+    assert not any(server.hits for server in live.servers)

@@ -47,6 +47,9 @@ FAKE_DOCKER = textwrap.dedent('''\
             print(frame.get("desired", ""))
         elif "UpdatedAt.UnixNano" in fmt:
             print(frame.get("updated", SPEC_CHANGED))
+        elif "UpdateStatus.StartedAt" in fmt:  # a new updater starts with each service update
+            updates = os.path.join(state_dir, "updates")
+            print(len(open(updates).readlines()) if os.path.exists(updates) else 0)
         sys.exit(0)
     tasks = frame.get("tasks", [])
     if args[:2] == ["service", "ps"] and "--quiet" in args:
@@ -175,7 +178,7 @@ def test_a_manager_that_stops_answering_fails_the_apply_naming_it_and_what_to_ru
     assert "run pulumi up again through another one: pulumi config set docker:host ssh://<user>@<another manager>" in failed.stderr
 
 
-def forced_updates(tmp_path: Path) -> list[str]:
+def service_updates(tmp_path: Path) -> list[str]:
     updates = tmp_path / "updates"
     return updates.read_text().splitlines() if updates.exists() else []
 
@@ -190,7 +193,9 @@ def test_an_update_waiting_on_a_task_placed_on_a_down_node_is_restarted_once_on_
     frames = [waiting, restarted, restarted, {**restarted, "state": "completed"}]
     done = gate(tmp_path, frames)
     assert done.returncode == 0, done.stderr
-    assert forced_updates(tmp_path) == ["service update --detach --force --no-resolve-image --quiet svc-id"]
+    assert service_updates(tmp_path) == [
+        "service update --detach --quiet --no-resolve-image --label-add com.carecircle.update-restarted=task0 svc-id",
+        "service update --detach --quiet --no-resolve-image --label-rm com.carecircle.update-restarted svc-id"]
     assert "the update waits on task task0, placed on node node-lost, which is down" in done.stderr
     assert polls(tmp_path) == 4 and "3/3 replicas running, update completed" in done.stdout
 
@@ -210,7 +215,7 @@ def test_an_update_is_left_to_swarm_unless_it_waits_on_a_task_placed_on_a_down_n
     done_frame = {**frame, "state": "completed", "tasks": [RUNNING, RUNNING]}
     done = gate(tmp_path, [frame, frame, done_frame])
     assert done.returncode == 0, done.stderr
-    assert forced_updates(tmp_path) == [] and "which is down" not in done.stderr
+    assert service_updates(tmp_path) == [] and "which is down" not in done.stderr
 
 
 def test_the_gate_runs_again_when_the_replicas_change():

@@ -19,7 +19,7 @@ import pytest
 
 from .cluster import SwarmCluster, list_processes, run, wait_for
 from .load import Load
-from .scenario import deployed_stack, edges, rebalance_onto, report, running
+from .scenario import deployed_stack, edges, gateway_errors, rebalance_onto, report, running
 from .stack import SERVER_NAME, DeployedStack
 
 
@@ -200,7 +200,6 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
     rebalance_onto(swarm, api, lost)
     ask = swarm[other].client.api
     lost_id = swarm[lost].node_id
-    forced_before = ask.inspect_service(api)["Spec"]["TaskTemplate"].get("ForceUpdate", 0)
     limit = memory_mb * 1024 * 1024
     errors: list[Exception] = []
 
@@ -216,21 +215,29 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
                    and t["Spec"]["Resources"]["Limits"]["MemoryBytes"] == limit
                    for t in ask.tasks(filters={"service": api}))
 
+    def availability(value: str) -> None:
+        for node in swarm.nodes:
+            if node != lost:
+                wait_for(f"{node} {value}", lambda n=node: swarm[other].docker(
+                    "node", "update", "--availability", value, n, check=False).returncode == 0, timeout=60, interval=1)
+
     with Load(edges(swarm, stack), SERVER_NAME, timeout=10) as load:
+        # The 193 s stall needs the update's first new task on the manager that is then lost: the other
+        # nodes are paused (their tasks run on, no new one lands) until the cut.
+        availability("pause")
         deploying = threading.Thread(target=deploy, daemon=True)
         started = time.monotonic()
         deploying.start()
-        wait_for("the rolling update under way", lambda: (ask.inspect_service(api).get("UpdateStatus") or {}).get(
-            "State") == "updating", timeout=90, interval=0.2)
-        wait_for("the rollout gate running", lambda: gate_running(ask.inspect_service(api)["ID"]), timeout=60, interval=0.1)
-        # Cut while the update has a task starting on the manager (the 193 s stall); should the
-        # scheduler place none there, cut anyway: the gate waiting is the other way this apply meets a cut.
         try:
-            stranded = wait_for("a task of the update starting on the manager", starting_on_lost, timeout=45, interval=0.2)
-        except TimeoutError:
-            stranded = False
-        cut_after = time.monotonic() - started
-        run(["ip", "link", "set", swarm[lost].veth, "down"])
+            wait_for("the rolling update under way", lambda: (ask.inspect_service(api).get("UpdateStatus") or {}).get(
+                "State") == "updating", timeout=90, interval=0.2)
+            wait_for("the rollout gate running", lambda: gate_running(ask.inspect_service(api)["ID"]), timeout=60, interval=0.1)
+            wait_for("a task of the update starting on the manager", starting_on_lost, timeout=60, interval=0.2)
+            cut_after = time.monotonic() - started
+            cut_at = time.time()
+            run(["ip", "link", "set", swarm[lost].veth, "down"])
+        finally:
+            availability("active")
         try:
             deploying.join(timeout=300)
             failed_after = time.monotonic() - started
@@ -243,6 +250,8 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
             rerun_started = time.monotonic()
             stack.apply()
             rerun_seconds = time.monotonic() - rerun_started
+            rerun_output = next(live.state.get("stderr", "") for live in stack.applier.ctx.live.values()
+                                if live.type == "command:local:Command" and live.name.endswith("-api-blue-rollout"))
             spec = ask.inspect_service(api)["Spec"]["TaskTemplate"]
             away = [t for t in ask.tasks(filters={"service": api, "desired-state": "running"}) if t["Status"]["State"] == "running"]
         finally:
@@ -269,14 +278,20 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
     assert spec["Resources"]["Limits"]["MemoryBytes"] == limit
     assert len(away) == 3 and all(t["NodeID"] != lost_id and t["Spec"]["Resources"]["Limits"]["MemoryBytes"] == limit
                                   for t in away), away
-    assert not load.failed(True), load.failed(True)[:5]
+    # What the edges that stayed up logged (an upstream on the lost node timing out, ...).
+    logged = {node: dict(gateway_errors(swarm, node, cut_at)) for node in stack.edges if node != lost}
+    # A retrying request fails only as nginx fails one whose tries straddle the moment an edge's DNS drops the
+    # lost node's replicas: refused (502, "no live upstreams") or ended (504) instead of sent to the new list
+    # (tests/test_gateway_upstreams.py proves it on nginx alone; docs/scaling.md, "A node cut off").
+    refused = load.failed(True)
+    assert all(o.status in (502, 504) for o in refused) and len(refused) <= len(load.requests(True)) / 1000, (refused[:5], logged)
     answered_late = {o.task for o in load.requests(True) + load.requests(False) if o.ok and o.at > settled_at}
     assert answered_late and answered_late <= live, (answered_late, live)
     report(f"{lost_role} manager cut off mid-deploy, rerun while it is away", cut_after_seconds=round(cut_after, 1),
-           task_starting_on_the_lost_manager=bool(stranded), apply_failed_after_cut_seconds=round(failed_after - cut_after, 1),
+           apply_failed_after_cut_seconds=round(failed_after - cut_after, 1),
            message=message.splitlines()[-2:], rerun_through_another_manager_seconds=round(rerun_seconds, 1),
-           update_restarted_by_the_gate=spec.get("ForceUpdate", 0) > forced_before, node_ready_after_heal_seconds=round(ready_after_heal, 1),
-           replaced_tasks_stopped_after_heal_seconds=round(stopped_after_heal, 1), **load.summary())
+           update_restarted_by_the_gate="restarting the update on the live nodes" in rerun_output, node_ready_after_heal_seconds=round(ready_after_heal, 1),
+           replaced_tasks_stopped_after_heal_seconds=round(stopped_after_heal, 1), gateway_errors=logged, **load.summary())
 
 
 def test_4_an_edge_node_restarted_without_draining_comes_back_by_itself(swarm, stack):

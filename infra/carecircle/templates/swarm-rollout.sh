@@ -53,17 +53,28 @@ while :; do
         echo "carecircle rollout: a private registry needs its credentials in docker:registryAuth (a secret; docs/scaling.md, \"Registry credentials\")" >&2
         exit 1
     fi
-    # A task of this update placed on a node that went down (cut off, or its manager lost mid-deploy) never
-    # starts, and Swarm's updater waits for it until that node comes back: swarmkit
-    # manager/orchestrator/update/updater.go, Updater.updateTask ("Consider adding a timeout here"). Swarm
-    # has already restarted the slot on a live node; a forced update (ForceUpdate + 1: no spec field we
-    # declare changes, and the provider keeps it as computed) gives the update a new updater that places
-    # only on live nodes. Tasks created before it no longer count (UpdatedAt moves), so it happens once.
+    # A task of this update placed on a node that went down (cut off, or the manager lost mid-deploy) never
+    # reports again, and Swarm's updater waits for it until that node comes back or is removed (swarmkit
+    # manager/orchestrator/update/updater.go, Updater.updateTask: "Consider adding a timeout here"; a down
+    # node's tasks are orphaned only after 24 h, dispatcher.go defaultNodeDownPeriod). Swarm has already
+    # restarted that slot on a live node. A change of the service's spec outside its task template (a label,
+    # added and then removed) makes Swarm start a new updater, which keeps the restarted task and updates
+    # the other slots on the live nodes (updater.go, Supervisor.Update, Updater.worker: useExistingTask);
+    # nothing the provider reads back is left changed. Tasks created before it no longer count (UpdatedAt
+    # moves), so this happens once.
     for pair in $waiting_on; do
         node="${pair%%|*}"
         if [ "$(ask node inspect --format '{{.Status.State}}' "$node")" = "down" ]; then
-            echo "carecircle rollout: $service: the update waits on task ${pair#*|}, placed on node $node, which is down; Swarm would wait for that node to return: restarting the update on the live nodes (docker service update --force)" >&2
-            ask service update --detach --force --no-resolve-image --quiet "$service" >/dev/null
+            echo "carecircle rollout: $service: the update waits on task ${pair#*|}, placed on node $node, which is down; Swarm would wait for that node to return: restarting the update on the live nodes" >&2
+            started=$(ask service inspect --format '{{.UpdateStatus.StartedAt}}' "$service")
+            ask service update --detach --quiet --no-resolve-image --label-add "com.carecircle.update-restarted=${pair#*|}" "$service" >/dev/null
+            # The label's removal must reach a new updater, not coalesce with its addition.
+            tries=0
+            while [ "$tries" -lt 15 ] && [ "$(ask service inspect --format '{{.UpdateStatus.StartedAt}}' "$service")" = "$started" ]; do
+                sleep 1
+                tries=$((tries + 1))
+            done
+            ask service update --detach --quiet --no-resolve-image --label-rm com.carecircle.update-restarted "$service" >/dev/null
             break
         fi
     done
