@@ -7,11 +7,11 @@ import binascii
 import io
 import tarfile
 
-from carecircle.audit.blast_radius import ON_ENGINE
+from carecircle.audit.blast_radius import ON_ENGINE, rehearsal_stack
 from carecircle.offline import DeclaredResource, Evaluation
 
-# staging and prod as committed run on Swarm; these overrides put them on one Docker engine instead
-# (the engine platform that dev uses), for the tests of what the engine platform declares.
+# staging and prod always run on Swarm; their config rehearsed on one Docker engine (the engine platform
+# that dev uses) is a dev stack named rehearsal_stack(<stack>), for the tests of what the engine declares.
 ENGINE = ON_ENGINE
 
 CONTAINER = "docker:index/container:Container"
@@ -30,10 +30,21 @@ DATA_SERVICES = {"carecircle:postgresMode": "container", "carecircle:redisMode":
 
 
 def on_engine(stack: str, overrides: dict | None = None, **kwargs) -> Evaluation:
-    """A stack evaluated on the engine platform (dev already is)."""
+    """A stack's config on the engine platform: dev as it is, staging's or prod's as their rehearsal."""
     from carecircle.offline import evaluate_stack
 
-    return evaluate_stack(stack, overrides={**(ENGINE if stack != "dev" else {}), **(overrides or {})}, **kwargs)
+    if stack == "dev":
+        return evaluate_stack(stack, overrides=overrides, **kwargs)
+    return evaluate_stack(stack, overrides={**ENGINE, **(overrides or {})}, as_stack=rehearsal_stack(stack), **kwargs)
+
+
+def engine_settings(stack: str, overrides: dict | None = None, **kwargs):
+    """The settings on_engine(stack, overrides) runs with."""
+    from carecircle.offline import stack_settings
+
+    if stack == "dev":
+        return stack_settings(stack, overrides=overrides, **kwargs)
+    return stack_settings(stack, overrides={**ENGINE, **(overrides or {})}, as_stack=rehearsal_stack(stack), **kwargs)
 
 
 def container(evaluation: Evaluation, docker_name: str) -> DeclaredResource:

@@ -93,6 +93,13 @@ class MonitoringSettings(Section):
                             max(1, margin // 2))
 
     @cross_rule
+    def _monitored_in_staging_and_prod(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and not self.monitoring_enabled:
+            yield Violation("monitoring_enabled", f"{environment.strict} runs Prometheus and Alertmanager: without them no alert "
+                                                  "fires (api down, errors, a full queue, an expiring certificate) and nobody "
+                                                  "is told", True)
+
+    @cross_rule
     def _traces_over_tls(self, environment: Environment) -> Iterator[Violation]:
         if environment.strict and self.otel_exporter_endpoint is not None and not self.otel_exporter_endpoint.startswith("https://"):
             yield Violation("otel_exporter_endpoint", f"{environment.strict} sends traces (request paths, user ids, timings) "

@@ -173,6 +173,14 @@ class RuntimeSettings(Section):
                                               f"{self.restart_policy}", "unless-stopped")
 
     @cross_rule
+    def _swarm_in_staging_and_prod(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and self.platform != "swarm":
+            # One engine is one host: a lost host takes every replica, and containers replace delete-first.
+            yield Violation("platform", f"{environment.strict} runs the api and workers as Swarm services spread across nodes "
+                                        f"(rolling updates, a lost node's tasks rescheduled); {self.platform} is one Docker "
+                                        "host, for dev (rehearse prod's config on one engine in a dev-<name> stack)", "swarm")
+
+    @cross_rule
     def _gateway_turns_healthy_while_waited_for(self, environment: Environment) -> Iterator[Violation]:
         interval = int(str(self.healthcheck_interval).rstrip("s"))
         if interval + HEALTHCHECK_PROBE_TIMEOUT_SECONDS > GATEWAY_WAIT_SECONDS:
