@@ -65,19 +65,22 @@ def test_traces_over_http_are_refused(stacks, variable):
     assert fired(changed(stacks["prod"], SERVICE, "carecircle-prod-api-blue", env_with(**variable))) == {"encrypted-connections"}
 
 
-def test_a_container_reaching_a_managed_service_in_clear_is_refused(engine_stacks):
+def test_a_container_reaching_a_managed_service_in_clear_is_refused():
+    from helpers import strict_on_engine
+
     def clear_database(inputs):
         inputs["envs"] = [e if not e.startswith("DATABASE_URL=") else f"DATABASE_URL=postgresql://u:{STRONG}@ep-x.neon.tech/db"
                           for e in inputs["envs"]]
-    assert fired(changed(engine_stacks["prod"], CONTAINER, "carecircle-prod-workers-1", clear_database)) == {"encrypted-connections"}
+    prod = strict_on_engine("prod")  # prod's config on one engine, judged as prod
+    assert fired(changed(prod, CONTAINER, "carecircle-dev-prod-rehearsal-workers-1", clear_database)) == {"encrypted-connections"}
 
 
-def test_a_url_to_a_container_of_the_stack_itself_stays_on_its_network(engine_stacks):
+def test_a_url_to_a_container_of_the_stack_itself_stays_on_its_network():
     """A data service run by the stack is reached over its internal network, where TLS is not needed."""
-    from helpers import DATA_SERVICES, on_engine
+    from helpers import DATA_SERVICES, strict_on_engine
 
-    evaluation = on_engine("staging", overrides={**DATA_SERVICES, "carecircle:redisMode": "container"})
-    workers = next(r for r in evaluation.of_type(CONTAINER) if r.inputs["name"] == "carecircle-staging-workers-1")
+    evaluation = strict_on_engine("staging", overrides={**DATA_SERVICES, "carecircle:redisMode": "container"})
+    workers = next(r for r in evaluation.of_type(CONTAINER) if r.inputs["name"] == "carecircle-dev-staging-rehearsal-workers-1")
     assert any(e.startswith("REDIS_URL=redis://") for e in workers.inputs["envs"])
     assert "encrypted-connections" not in fired(evaluation.resources)
 

@@ -4,7 +4,7 @@ leaves alone, computed by evaluating the stack before and after under the mocks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..offline import evaluate_stack
 from .changes import ResourceChange, by_action, compare, live_changes
@@ -12,9 +12,10 @@ from .effects import rolls
 
 # staging and prod run on Swarm, always (settings refuse them another platform). Their config rehearsed
 # on one Docker engine (dev's platform) is a dev stack: `pulumi stack init dev-prod-rehearsal`, prod's
-# config copied in, then these changes (the environment key says prod; the Swarm nodes are unused).
+# config copied in, then these changes (the environment key says prod; the Swarm nodes are unused; a dev
+# stack publishes on loopback only, policy dev-ports-on-loopback).
 ON_ENGINE: dict[str, Any] = {"carecircle:environment": None, "carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None,
-                             "carecircle:swarmMonitoringHosts": None}
+                             "carecircle:swarmMonitoringHosts": None, "carecircle:gatewayBindAddress": "127.0.0.1"}
 
 
 def rehearsal_stack(stack: str) -> str:
