@@ -61,7 +61,7 @@ def test_the_pack_has_every_rule():
     assert {p.name for p in load_policies().POLICIES} == {
         "no-public-data-ports", "dev-ports-on-loopback", "container-operability", "images-pinned",
         "data-volumes-protected", "data-services-internal-only", "no-plaintext-secrets", "tls-on",
-        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability", "alerts-reach-a-person",
+        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability", "alerts-reach-a-person", "monitoring-on",
         "encrypted-connections", "production-runtime", "cors-credentials-owned-origins"}
 
 

@@ -1,6 +1,7 @@
 """The policy pack judges staging and prod from what they declare, without trusting the settings: data
 services reached over TLS, no credential or trace over http://, NODE_ENV=production and restarting
-containers and tasks, CORS credentials only to HTTPS origins of one domain. Each counter-example fires
+containers and tasks, CORS credentials only to HTTPS origins of one domain, Prometheus and Alertmanager
+running. Each counter-example fires
 exactly its rule; dev (by the stack name in the URN) is free."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 
 import pytest
 
-from carecircle.audit.policy_check import check, load_policies
+from carecircle.audit.policy_check import check, load_policies, policy_resource
 from carecircle.offline import stack_settings
 from carecircle.rendering import NginxPaths, UpstreamSpec, gateway_bundle, render_nginx_conf
 from helpers import CONTAINER
@@ -170,3 +171,31 @@ def test_the_pack_reads_the_committed_gateways_origins(stacks):
     """The rule is not vacuous: it finds the origins prod really sends credentials to."""
     bundle = next(r for r in stacks["prod"].resources if r.type == COMMAND and r.name == "gateway-1-config").inputs["stdin"]
     assert pack.cors_origins_with_credentials(bundle) == ["https://app.carecircle.example"]
+
+
+# ---- monitoring-on -----------------------------------------------------------------------------------------
+
+def without(resources, unwanted) -> list:
+    return [r for r in copy.deepcopy(resources) if not unwanted(r)]
+
+
+def runs_prometheus(resource) -> bool:
+    return resource.type == CONTAINER and "prometheus" in resource.inputs["image"].split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_staging_and_prod_run_prometheus_and_alertmanager(stacks, stack):
+    """What a program that dropped monitoring would declare (the settings refuse monitoringEnabled false there)."""
+    no_prometheus = without(stacks[stack].resources, runs_prometheus)
+    assert len(no_prometheus) < len(stacks[stack].resources)
+    assert [(v.policy, v.message.split(":")[0]) for v in check(no_prometheus)] == [("monitoring-on", f"{stack} runs no Prometheus")]
+    no_alertmanager = without(stacks[stack].resources, lambda r: r.type == COMMAND and pack.alertmanager_configs([policy_resource(r)]))
+    assert len(no_alertmanager) < len(stacks[stack].resources)
+    assert "monitoring-on" in fired(no_alertmanager)
+
+
+def test_a_dev_stack_may_run_without_monitoring(engine_stacks):
+    from helpers import on_engine
+
+    assert fired(engine_stacks["dev"].resources) == set()  # Pulumi.dev.yaml: monitoring off
+    assert fired(on_engine("prod", {"carecircle:monitoringEnabled": False}).resources) == set()  # prod's config rehearsed

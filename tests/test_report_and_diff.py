@@ -58,7 +58,7 @@ def test_report_networks_secrets_routes_and_policy(prod_report):
     ]
     assert prod_report["gateway"]["tls"] == "modern" and prod_report["gateway"]["active_pool"] == "blue"
     assert {"path": "/api/", "service": "api", "strip_prefix": False} in prod_report["gateway"]["routes"]
-    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 16
+    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 17
 
 
 def test_report_shows_protection_of_data_volumes(stacks):

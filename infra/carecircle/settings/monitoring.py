@@ -59,7 +59,7 @@ ScrapeInterval = bounded_prometheus_duration("sm", "15s", SCRAPE_INTERVAL_MAX_SE
 
 
 class MonitoringSettings(Section):
-    monitoring_enabled: ConfigBool = key("Run Prometheus, the exporters and the alert rules in this stack.", True)
+    monitoring_enabled: ConfigBool = key("Run Prometheus, the exporters and the alert rules in this stack (always on in staging and prod).", True)
     prometheus_image: ImageRef = key("Prometheus image.", "prom/prometheus:v2.53.0")
     prometheus_retention: Retention = key("How long Prometheus keeps samples (its data volume).", "15d")
     prometheus_host_port: Optional[Port] = key("dev only: publish the Prometheus UI on 127.0.0.1:<port>.", 9090, default=None)

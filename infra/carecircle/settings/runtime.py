@@ -101,7 +101,8 @@ class RuntimeSettings(Section):
     environment: Optional[EnvironmentName] = key(
         "Which rules apply: dev, staging or prod. Bound to the stack name (see README); may only repeat it.", "prod", default=None)
     platform: Literal["engine", "swarm"] = key(
-        "engine: containers on one Docker engine (dev); swarm: services on a Docker Swarm whose manager is docker:host.", "swarm")
+        "engine: containers on one Docker engine (dev only); swarm: services on a Docker Swarm whose manager is docker:host "
+        "(staging and prod always).", "swarm")
     name_prefix: DockerName = key("Prefix of every Docker name: <prefix>-<stack>-<role>.", "carecircle")
     docker_host: Optional[DockerHost] = key(
         "Docker engine to deploy to: ssh://user@host (staging/prod), or in dev unix:///path (default: the local engine).",
