@@ -773,6 +773,17 @@ def _alerts_reach_a_person(args: StackValidationArgs, report_violation: ReportVi
                              resource.urn)
 
 
+def _monitored(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    stacks = {environment(r.urn) for r in args.resources}
+    strict = sorted(stacks & set(STRICT))
+    if not strict:
+        return
+    if not any(r.resource_type == CONTAINER and _runs_prometheus(r.props) for r in args.resources):
+        report_violation(f"{strict[0]} runs no Prometheus: no alert fires (api down, errors, a full queue, an expiring certificate)", None)
+    elif not alertmanager_configs(args.resources):
+        report_violation(f"{strict[0]} applies no Alertmanager configuration: Prometheus's alerts reach no one", None)
+
+
 # --- What staging and prod must be, read from what they declare ----------------------------------------
 # (The settings refuse the same config: settings/data.py, runtime.py, monitoring.py, gateway.py.)
 ENCRYPTED_SSLMODES = ("require", "verify-ca", "verify-full")
@@ -985,4 +996,7 @@ POLICIES = [
                           description="In prod, where Prometheus runs, an Alertmanager configuration sends a critical alert to a receiver "
                                       "that notifies someone.",
                           validate=_alerts_reach_a_person),
+    StackValidationPolicy(name="monitoring-on",
+                          description="In staging and prod Prometheus runs and an Alertmanager configuration is applied.",
+                          validate=_monitored),
 ]

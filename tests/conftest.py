@@ -29,7 +29,7 @@ def stacks() -> dict[str, Evaluation]:
 
 @pytest.fixture(scope="session")
 def engine_stacks(stacks) -> dict[str, Evaluation]:
-    """dev, and staging and prod with their own config but on the engine platform."""
+    """dev, and staging's and prod's config rehearsed on the engine platform (dev stacks, see helpers.on_engine)."""
     from helpers import on_engine
 
     return {"dev": stacks["dev"], "staging": on_engine("staging"), "prod": on_engine("prod")}

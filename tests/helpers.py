@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import io
 import tarfile
 
-from carecircle.audit.blast_radius import ON_ENGINE
+from carecircle.audit.blast_radius import ON_ENGINE, rehearsal_stack
 from carecircle.offline import DeclaredResource, Evaluation
 
-# staging and prod as committed run on Swarm; these overrides put them on one Docker engine instead
-# (the engine platform that dev uses), for the tests of what the engine platform declares.
+# staging and prod always run on Swarm; their config rehearsed on one Docker engine (the engine platform
+# that dev uses) is a dev stack named rehearsal_stack(<stack>), for the tests of what the engine declares.
 ENGINE = ON_ENGINE
 
 CONTAINER = "docker:index/container:Container"
@@ -30,10 +31,40 @@ DATA_SERVICES = {"carecircle:postgresMode": "container", "carecircle:redisMode":
 
 
 def on_engine(stack: str, overrides: dict | None = None, **kwargs) -> Evaluation:
-    """A stack evaluated on the engine platform (dev already is)."""
+    """A stack's config on the engine platform: dev as it is, staging's or prod's as their rehearsal."""
     from carecircle.offline import evaluate_stack
 
-    return evaluate_stack(stack, overrides={**(ENGINE if stack != "dev" else {}), **(overrides or {})}, **kwargs)
+    if stack == "dev":
+        return evaluate_stack(stack, overrides=overrides, **kwargs)
+    return evaluate_stack(stack, overrides={**ENGINE, **(overrides or {})}, as_stack=rehearsal_stack(stack), **kwargs)
+
+
+def engine_settings(stack: str, overrides: dict | None = None, **kwargs):
+    """The settings on_engine(stack, overrides) runs with."""
+    from carecircle.offline import stack_settings
+
+    if stack == "dev":
+        return stack_settings(stack, overrides=overrides, **kwargs)
+    return stack_settings(stack, overrides={**ENGINE, **(overrides or {})}, as_stack=rehearsal_stack(stack), **kwargs)
+
+
+def strict_on_engine(stack: str, overrides: dict | None = None, **kwargs) -> Evaluation:
+    """staging's or prod's config on one engine with its gateway public as theirs is, as a program would
+    declare it in that stack (declared_in): what the policy pack's rules for containers there judge."""
+    return declared_in(on_engine(stack, overrides={"carecircle:gatewayBindAddress": "0.0.0.0", **(overrides or {})}, **kwargs), stack)
+
+
+def declared_in(evaluation: Evaluation, stack: str) -> Evaluation:
+    """A rehearsal's declaration as a program would make it in the stack `stack` (staging, prod): the
+    engine names that stack in every URN, and data volumes are protected there (runtime.protect_data);
+    Docker names stay the rehearsal's. The settings refuse such a stack (staging and prod run on Swarm);
+    the policy pack, which trusts no settings, must still judge what one declares."""
+    declared = copy.deepcopy(evaluation)
+    for resource in declared.resources:
+        resource.urn = resource.urn.replace(f"urn:pulumi:{evaluation.stack}::", f"urn:pulumi:{stack}::", 1)
+        if resource.type == VOLUME:
+            resource.protect = resource.retain_on_delete = True
+    return declared
 
 
 def container(evaluation: Evaluation, docker_name: str) -> DeclaredResource:

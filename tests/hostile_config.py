@@ -134,6 +134,11 @@ HOSTILE: list[Hostile] = [
     _r(ENVIRONMENT, "a trace endpoint with credentials in it", "prod", "carecircle:otelExporterEndpoint", "https://user:pass@otel.example:4318"),
     _s(ENVIRONMENT, "a Sentry DSN over http", "prod", "carecircle:sentryDsn", "http://0123456789abcdef@o0.ingest.sentry.io/42"),
     _r(ENVIRONMENT, "a data port published in prod", "prod", "carecircle:prometheusHostPort", "9090"),
+    _r(ENVIRONMENT, "prod on one Docker engine", "prod", "carecircle:platform", "engine"),
+    _r(ENVIRONMENT, "staging on one Docker engine", "staging", "carecircle:platform", "engine", **{"carecircle:swarmEdgeHosts": None}),
+    _r(ENVIRONMENT, "prod without monitoring", "prod", "carecircle:monitoringEnabled", "false"),
+    _r(ENVIRONMENT, "staging without monitoring", "staging", "carecircle:monitoringEnabled", "false",
+       **{"carecircle:swarmMonitoringHosts": None}),
     # ---- 4. host paths and PEM ----
     _r(PATHS, "the Docker socket as the certificate", "staging", "carecircle:gatewayTlsCertificatePath", "/var/run/docker.sock"),
     _r(PATHS, "an ssh key as the TLS key", "staging", "carecircle:gatewayTlsKeyPath", "/home/deploy/.ssh/id_ed25519"),
@@ -174,6 +179,9 @@ HOSTILE: list[Hostile] = [
     _r(RIGHT, "a CPU reservation equal to its limit", "prod", "carecircle:workersCpusReserved", "1.0", refused_on=None),
     _r(RIGHT, "a server name of 253 characters", "prod", "carecircle:gatewayServerName",
        ".".join([LONG_LABEL] * 3 + ["b" * 61]), refused_on=None),
+    Hostile(RIGHT, "prod's config rehearsed on one engine in a dev stack", "prod", stack_file="dev-prod-rehearsal",
+            overrides={"carecircle:environment": None, "carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None,
+                       "carecircle:swarmMonitoringHosts": None, "carecircle:monitoringEnabled": "false"}),
     _r(RIGHT, "an edge node behind a bastion on its own port", "prod", "carecircle:swarmEdgeHosts",
        ["ssh://deploy@bastion.prod.carecircle.example:2201", "ssh://deploy@bastion.prod.carecircle.example:2202"], refused_on=None),
 ]

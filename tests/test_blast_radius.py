@@ -1,8 +1,8 @@
 """What routine changes do to prod, by pulumi-docker's and pulumi-command's own replace semantics. On
 Swarm (prod as committed) nothing is ever replaced delete-first: a change inside a pool is a rolling
 update, a secret rotation a new secret plus a rolling update; no release step, switch, route, limit or
-certificate change restarts anything. On one engine (dev's platform) secrets and images replace
-containers delete-first."""
+certificate change restarts anything. On one engine (prod's config rehearsed in a dev stack, dev's platform)
+secrets and images replace containers delete-first."""
 
 import pytest
 
@@ -10,12 +10,12 @@ from carecircle.audit import blast_radius
 from carecircle.audit.changes import action_for, by_action, compare, live_changes
 from carecircle.offline import evaluate_stack
 from carecircle.provider_semantics import SERVICE
-from helpers import ENGINE, on_engine
+from helpers import on_engine
 
 
 @pytest.fixture(scope="module")
 def results():
-    return {scenario.change: by_action(changes) for scenario, changes in blast_radius.run("prod", base=ENGINE)}
+    return {scenario.change: by_action(changes) for scenario, changes in blast_radius.run("prod", on_engine=True)}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from config_checks import accepted, refused
 from carecircle.offline import evaluate_stack
 from carecircle.settings.runtime import GATEWAY_WAIT_SECONDS, HEALTHCHECK_PROBE_TIMEOUT_SECONDS
 from carecircle.settings.swarm import HEALTHCHECK_START_PERIOD_SECONDS, HEALTHCHECK_TIMEOUT_SECONDS
-from helpers import CONTAINER, ENGINE
+from helpers import CONTAINER, engine_settings
 
 SERVICE = "docker:index/service:Service"
 
@@ -41,7 +41,7 @@ def test_the_grace_period_is_checked_against_the_delay_the_api_is_given():
     env_file = next(r for r in evaluation.of_type("docker:index/serviceConfig:ServiceConfig") if "api-blue" in r.name)
     assert int(env_file_variables(env_file)["SHUTDOWN_DELAY_SECONDS"]) == 8
     assert api.inputs["taskSpec"]["containerSpec"]["stopGracePeriod"] == "9s"
-    accepted("prod", {**ENGINE, "carecircle:apiShutdownGraceSeconds": 1})  # the engine's gateway has fixed addresses
+    assert engine_settings("prod", {"carecircle:apiShutdownGraceSeconds": 1})  # the engine's gateway has fixed addresses
 
 
 # ---- rollouts fit the converge timeout ---------------------------------------------------------------

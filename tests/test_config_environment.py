@@ -9,11 +9,12 @@ import string
 import subprocess
 
 import pytest
-from config_checks import UPSTREAMS, accepted, refused
+from config_checks import UPSTREAMS, accepted, refused, settings_or_error
 from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from carecircle.audit.blast_radius import ON_ENGINE
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.rendering import NginxPaths, TlsFiles, render_nginx_conf
 from carecircle.settings import ConfigError
@@ -89,6 +90,26 @@ def test_dev_may_reach_a_local_service_in_clear():
 def test_staging_and_prod_run_as_production(stack, key, value, words):
     assert words in refused(stack, {key: value}, key)
     accepted("dev", {key: value})
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+@pytest.mark.parametrize("key, value, fix, words", [
+    ("carecircle:platform", "engine", "swarm", "as Swarm services spread across nodes"),
+    ("carecircle:monitoringEnabled", "false", "true", "no alert fires"),
+])
+def test_staging_and_prod_run_on_swarm_with_monitoring(stack, key, value, fix, words):
+    outcome = settings_or_error(stack, {key: value})
+    assert isinstance(outcome, ConfigError) and "Traceback" not in str(outcome) and f"stack '{stack}'" in str(outcome)
+    [problem] = [p for p in outcome.problems if p.key == key]
+    assert words in problem.message and problem.fix == f"pulumi config set {key} {fix} --stack {stack}"
+    accepted("dev", {key: value})
+
+
+def test_prod_config_rehearsed_on_one_engine_is_a_dev_stack():
+    """An operator may run prod's config on one engine without monitoring: as a dev stack, named as such."""
+    rehearsal = {**ON_ENGINE, "carecircle:monitoringEnabled": False}
+    assert stack_settings("prod", overrides=rehearsal, as_stack="dev-prod-rehearsal").platform == "engine"
+    assert {p.key for p in settings_or_error("prod", rehearsal).problems} == {"carecircle:platform", "carecircle:monitoringEnabled"}
 
 
 def test_staging_and_prod_accept_the_restarting_policies():

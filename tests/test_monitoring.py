@@ -26,36 +26,37 @@ def test_dev_runs_no_monitoring_by_default(stacks):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_staging_and_prod_monitor_api_and_nginx(engine_stacks, stack):
-    """On one engine; the swarm stacks' monitoring is in test_swarm_stacks.py."""
+def test_staging_and_prod_config_on_one_engine_monitors_api_and_nginx(engine_stacks, stack):
+    """Their config rehearsed on one engine (a dev stack); the swarm stacks' monitoring is in test_swarm_stacks.py."""
     evaluation = engine_stacks[stack]
-    prometheus = container(evaluation, f"carecircle-{stack}-prometheus")
-    assert networks_of(prometheus) == [f"carecircle-{stack}-backend"]  # internal only
+    name = evaluation.stack
+    prometheus = container(evaluation, f"carecircle-{name}-prometheus")
+    assert networks_of(prometheus) == [f"carecircle-{name}-backend"]  # internal only
     assert published(prometheus) == []
     assert f"--storage.tsdb.retention.time={'30d' if stack == 'prod' else '15d'}" in prometheus.inputs["command"]
-    exporter = container(evaluation, f"carecircle-{stack}-nginx-exporter")
-    assert networks_of(exporter) == [f"carecircle-{stack}-backend", f"carecircle-{stack}-edge"]
-    assert exporter.inputs["command"] == [f"--nginx.scrape-uri=http://carecircle-{stack}-gateway:8082/_gateway/nginx_status"]
+    exporter = container(evaluation, f"carecircle-{name}-nginx-exporter")
+    assert networks_of(exporter) == [f"carecircle-{name}-backend", f"carecircle-{name}-edge"]
+    assert exporter.inputs["command"] == [f"--nginx.scrape-uri=http://carecircle-{name}-gateway:8082/_gateway/nginx_status"]
     for data in ("prometheus", "alertmanager"):
         volume = evaluation.get("docker:index/volume:Volume", f"monitoring-{data}-data")
-        assert volume.protect and volume.inputs["name"] == f"carecircle-{stack}-{data}-data"
+        assert not volume.protect and volume.inputs["name"] == f"carecircle-{name}-{data}-data"  # dev: staging/prod protect theirs
     # Alertmanager: on the backend network for Prometheus, on egress for its receivers; nothing published;
     # alone on one engine (no gossip); its configuration (receiver credentials) only in a secret input.
-    alertmanager = container(evaluation, f"carecircle-{stack}-alertmanager")
-    assert networks_of(alertmanager) == [f"carecircle-{stack}-backend", f"carecircle-{stack}-egress"] and published(alertmanager) == []
+    alertmanager = container(evaluation, f"carecircle-{name}-alertmanager")
+    assert networks_of(alertmanager) == [f"carecircle-{name}-backend", f"carecircle-{name}-egress"] and published(alertmanager) == []
     assert "--cluster.listen-address=" in alertmanager.inputs["command"]
-    assert alertmanager.inputs["volumes"] == [{"volumeName": f"carecircle-{stack}-alertmanager-data", "containerPath": "/alertmanager"}]
+    assert alertmanager.inputs["volumes"] == [{"volumeName": f"carecircle-{name}-alertmanager-data", "containerPath": "/alertmanager"}]
     assert "stdin" in evaluation.get(COMMAND, "monitoring-alertmanager-config").secret_inputs
     files = bundle_files(evaluation.get(COMMAND, "monitoring-prometheus-config").inputs["stdin"])
     config = yaml.safe_load(files["prometheus.yml"])
-    assert config["alerting"]["alertmanagers"] == [{"static_configs": [{"targets": [f"carecircle-{stack}-alertmanager:9093"]}]}]
+    assert config["alerting"]["alertmanagers"] == [{"static_configs": [{"targets": [f"carecircle-{name}-alertmanager:9093"]}]}]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     # Managed data services are not scraped here; the certificate each gateway serves is probed.
     assert set(jobs) == {"prometheus", "alertmanager", "api", "nginx", "gateway-certificate"}
-    assert jobs["alertmanager"]["static_configs"][0]["targets"] == [f"carecircle-{stack}-alertmanager:9093"]
+    assert jobs["alertmanager"]["static_configs"][0]["targets"] == [f"carecircle-{name}-alertmanager:9093"]
     api_targets = jobs["api"]["static_configs"][0]["targets"]
-    assert api_targets == [f"carecircle-{stack}-api-blue-{i}:3000" for i in range(1, 4 if stack == "prod" else 3)]
-    gateway_ports = [p["internal"] for p in container(evaluation, f"carecircle-{stack}-gateway").inputs["ports"]]
+    assert api_targets == [f"carecircle-{name}-api-blue-{i}:3000" for i in range(1, 4 if stack == "prod" else 3)]
+    gateway_ports = [p["internal"] for p in container(evaluation, f"carecircle-{name}-gateway").inputs["ports"]]
     assert 8082 not in gateway_ports  # the status listener is never published
 
 

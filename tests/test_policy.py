@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from carecircle.audit.policy_check import check, load_policies
 from carecircle.settings import loading
-from helpers import DATA_SERVICES, on_engine
+from helpers import DATA_SERVICES, strict_on_engine
 
 pack = load_policies()
 ALL_DATA = DATA_SERVICES
@@ -43,71 +43,79 @@ def fired(resources, config=None):
     return {v.policy for v in check(resources, config)}
 
 
+@pytest.fixture(scope="module")
+def strict_stacks(engine_stacks):
+    """dev, and staging's and prod's config on one engine as a program would declare it in staging and prod
+    (helpers.strict_on_engine; the settings refuse it): the pack's rules for containers there."""
+    return {"dev": engine_stacks["dev"], **{stack: strict_on_engine(stack) for stack in ("staging", "prod")}}
+
+
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_every_stack_passes(stacks, engine_stacks, stack):
+def test_every_stack_passes(stacks, engine_stacks, strict_stacks, stack):
     assert check(stacks[stack].resources) == []  # as committed: staging and prod on Swarm
-    assert check(engine_stacks[stack].resources) == []  # and on one engine
+    assert check(engine_stacks[stack].resources) == []  # their config rehearsed on one engine (dev stacks)
+    assert check(strict_stacks[stack].resources) == []  # and those containers judged as staging's and prod's
 
 
 def test_the_pack_has_every_rule():
     assert {p.name for p in load_policies().POLICIES} == {
         "no-public-data-ports", "dev-ports-on-loopback", "container-operability", "images-pinned",
         "data-volumes-protected", "data-services-internal-only", "no-plaintext-secrets", "tls-on",
-        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability", "alerts-reach-a-person",
+        "swarm-replicas-spread", "swarm-rollback-on-failure", "swarm-no-env-secrets", "service-operability", "alerts-reach-a-person", "monitoring-on",
         "encrypted-connections", "production-runtime", "cors-credentials-owned-origins"}
 
 
 @pytest.fixture(scope="module")
 def staging_with_data():
-    return on_engine("staging", overrides={"carecircle:postgresMode": "container"})
+    return strict_on_engine("staging", overrides={"carecircle:postgresMode": "container"})
 
 
 def test_data_service_port_in_staging(staging_with_data):
-    resources = broken(staging_with_data, "carecircle-staging-postgres",
+    resources = broken(staging_with_data, "carecircle-dev-staging-rehearsal-postgres",
                        ports=[{"internal": 5432, "external": 5432, "ip": "127.0.0.1"}])
     assert fired(resources) == {"no-public-data-ports"}
 
 
-def test_dev_port_not_on_loopback(engine_stacks):
-    resources = broken(engine_stacks["dev"], "carecircle-dev-gateway", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
+def test_dev_port_not_on_loopback(strict_stacks):
+    resources = broken(strict_stacks["dev"], "carecircle-dev-gateway", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
     assert fired(resources) == {"dev-ports-on-loopback"}
 
 
 @pytest.mark.parametrize("change", [{"healthcheck": None}, {"restart": "no"}, {"logOpts": {"max-size": "10m"}}, {"logDriver": "syslog"}])
-def test_container_without_healthcheck_restart_or_rotation(engine_stacks, change):
+def test_container_without_healthcheck_restart_or_rotation(strict_stacks, change):
     # In staging/prod a container that does not restart also breaks production-runtime.
     expected = {"container-operability", *(["production-runtime"] if "restart" in change else [])}
-    assert fired(broken(engine_stacks["prod"], "carecircle-prod-workers-1", **change)) == expected
+    assert fired(broken(strict_stacks["prod"], "carecircle-dev-prod-rehearsal-workers-1", **change)) == expected
 
 
-def test_unpinned_images(engine_stacks):
-    assert fired(broken(engine_stacks["staging"], "carecircle-staging-api-blue-1", image="ghcr.io/carecircle/api:latest")) == {"images-pinned"}
-    assert fired(broken(engine_stacks["staging"], "carecircle-staging-api-blue-1", image="ghcr.io/carecircle/api")) == {"images-pinned"}
-    tag_only = broken(engine_stacks["prod"], "carecircle-prod-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")
+def test_unpinned_images(strict_stacks):
+    assert fired(broken(strict_stacks["staging"], "carecircle-dev-staging-rehearsal-api-blue-1", image="ghcr.io/carecircle/api:latest")) == {"images-pinned"}
+    assert fired(broken(strict_stacks["staging"], "carecircle-dev-staging-rehearsal-api-blue-1", image="ghcr.io/carecircle/api")) == {"images-pinned"}
+    tag_only = broken(strict_stacks["prod"], "carecircle-dev-prod-rehearsal-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")
     assert fired(tag_only) == {"images-pinned"}  # prod needs a digest by default...
     assert fired(tag_only, {"images-pinned": {"digestRequiredIn": []}}) == set()  # ...configurable
 
 
 def test_unprotected_volume(staging_with_data):
-    assert fired(broken(staging_with_data, "carecircle-staging-postgres-data", protect=False)) == {"data-volumes-protected"}
+    assert fired(broken(staging_with_data, "carecircle-dev-staging-rehearsal-postgres-data", protect=False)) == {"data-volumes-protected"}
 
 
-def test_data_service_on_a_public_network(engine_stacks):
-    assert fired(broken(engine_stacks["dev"], "carecircle-dev-backend", internal=False)) == {"data-services-internal-only"}
+def test_data_service_on_a_public_network(strict_stacks):
+    assert fired(broken(strict_stacks["dev"], "carecircle-dev-backend", internal=False)) == {"data-services-internal-only"}
 
 
 @pytest.mark.parametrize("entry", ["POSTGRES_PASSWORD=postgres", "JWT_SECRET=changeme",
                                    "DATABASE_URL=postgresql://app:secret@db:5432/carecircle"])
-def test_hard_coded_secret(engine_stacks, entry):
-    api = next(r for r in engine_stacks["dev"].resources if r.inputs.get("name") == "carecircle-dev-api-blue-1")
-    resources = broken(engine_stacks["dev"], "carecircle-dev-api-blue-1", envs=[*api.inputs["envs"], entry])
+def test_hard_coded_secret(strict_stacks, entry):
+    api = next(r for r in strict_stacks["dev"].resources if r.inputs.get("name") == "carecircle-dev-api-blue-1")
+    resources = broken(strict_stacks["dev"], "carecircle-dev-api-blue-1", envs=[*api.inputs["envs"], entry])
     assert fired(resources) == {"no-plaintext-secrets"}
 
 
-def test_gateway_without_https_in_prod(engine_stacks):
-    gateway = next(r for r in engine_stacks["prod"].resources if r.inputs.get("name") == "carecircle-prod-gateway")
+def test_gateway_without_https_in_prod(strict_stacks):
+    gateway = next(r for r in strict_stacks["prod"].resources if r.inputs.get("name") == "carecircle-dev-prod-rehearsal-gateway")
     http_only = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8443]
-    assert fired(broken(engine_stacks["prod"], "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
+    assert fired(broken(strict_stacks["prod"], "carecircle-dev-prod-rehearsal-gateway", ports=http_only)) == {"tls-on"}
 
 
 def test_the_pack_serves_every_rule_as_the_pulumi_cli_loads_it():
@@ -201,41 +209,41 @@ def test_environment_comes_from_the_urn(urn, expected):
     assert pack.environment(urn) == expected
 
 
-def test_prod_stack_labelled_dev_still_gets_the_prod_rules(engine_stacks):
-    forged = relabeled(engine_stacks["prod"].resources, environment="dev", stack="dev")
+def test_prod_stack_labelled_dev_still_gets_the_prod_rules(strict_stacks):
+    forged = relabeled(strict_stacks["prod"].resources, environment="dev", stack="dev")
     assert {label["value"] for r in forged for label in r.inputs.get("labels") or [] if label["label"].endswith("environment")} == {"dev"}
     assert fired(forged) == set()
-    assert fired(broken(forged, "carecircle-prod-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")) == {"images-pinned"}
-    assert fired(broken(forged, "carecircle-prod-api-blue-1", image="ghcr.io/carecircle/api:latest")) == {"images-pinned"}
-    assert fired(broken(forged, "carecircle-prod-prometheus-data", protect=False)) == {"data-volumes-protected"}
-    gateway = _find(forged, "carecircle-prod-gateway")
+    assert fired(broken(forged, "carecircle-dev-prod-rehearsal-api-blue-1", image="ghcr.io/carecircle/api:1.0.0")) == {"images-pinned"}
+    assert fired(broken(forged, "carecircle-dev-prod-rehearsal-api-blue-1", image="ghcr.io/carecircle/api:latest")) == {"images-pinned"}
+    assert fired(broken(forged, "carecircle-dev-prod-rehearsal-prometheus-data", protect=False)) == {"data-volumes-protected"}
+    gateway = _find(forged, "carecircle-dev-prod-rehearsal-gateway")
     http_only = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8443]
-    assert fired(broken(forged, "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
+    assert fired(broken(forged, "carecircle-dev-prod-rehearsal-gateway", ports=http_only)) == {"tls-on"}
 
 
-def test_dev_stack_labelled_prod_still_gets_the_dev_rules(engine_stacks):
-    forged = relabeled(engine_stacks["dev"].resources, environment="prod", stack="prod")
+def test_dev_stack_labelled_prod_still_gets_the_dev_rules(strict_stacks):
+    forged = relabeled(strict_stacks["dev"].resources, environment="prod", stack="prod")
     assert fired(forged) == set()
     public = broken(forged, "carecircle-dev-gateway", ports=[{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}])
     assert fired(public) == {"dev-ports-on-loopback"}
 
 
-def test_an_unbound_stack_name_gets_the_prod_rules(engine_stacks):
-    dev_as_qa = on_stack(engine_stacks["dev"].resources, "qa")
+def test_an_unbound_stack_name_gets_the_prod_rules(strict_stacks):
+    dev_as_qa = on_stack(strict_stacks["dev"].resources, "qa")
     violations = {(v.policy, v.message.split(":")[0]) for v in check(dev_as_qa)}
     # dev's data services publish (on loopback) and its images carry no digest: both refused in prod
     assert {("no-public-data-ports", f"carecircle-dev-{s}") for s in ("postgres", "redis", "rabbitmq")} <= violations
     assert ("images-pinned", "carecircle-dev-postgres") in violations
     assert not [v for v in violations if v[0] == "dev-ports-on-loopback"]
-    assert fired(on_stack(engine_stacks["prod"].resources, "prod-eu")) == set()
-    assert fired(on_stack(engine_stacks["dev"].resources, "dev-alice")) == set()
+    assert fired(on_stack(strict_stacks["prod"].resources, "prod-eu")) == set()
+    assert fired(on_stack(strict_stacks["dev"].resources, "dev-alice")) == set()
 
 
 # --- A container is what it runs, whatever its role label says ---------------------------------------
 
 @pytest.fixture(scope="module")
 def staging_all_data():
-    return on_engine("staging", overrides=ALL_DATA)
+    return strict_on_engine("staging", overrides=ALL_DATA)
 
 
 def without_role(resource_inputs_labels, role=None):
@@ -245,8 +253,8 @@ def without_role(resource_inputs_labels, role=None):
 
 @pytest.mark.parametrize("role", [None, "api"])  # the label dropped, or lying
 def test_postgres_without_its_role_label_publishing_in_staging_is_flagged(staging_with_data, role):
-    postgres = _find(staging_with_data.resources, "carecircle-staging-postgres")
-    resources = broken(staging_with_data, "carecircle-staging-postgres", labels=without_role(postgres.inputs["labels"], role),
+    postgres = _find(staging_with_data.resources, "carecircle-dev-staging-rehearsal-postgres")
+    resources = broken(staging_with_data, "carecircle-dev-staging-rehearsal-postgres", labels=without_role(postgres.inputs["labels"], role),
                        ports=[{"internal": 5432, "external": 5432, "ip": "127.0.0.1"}])
     assert fired(resources) == {"no-public-data-ports"}
 
@@ -271,16 +279,16 @@ DIGEST = "@sha256:" + "a" * 64
     {"labels": [{"label": ROLE, "value": "rabbitmq"}]},  # the label is still evidence, just never the only kind
 ], ids=lambda evidence: next(iter(evidence)) + ":" + str(next(iter(evidence.values())))[:40])
 def test_a_data_service_is_recognised_by_any_one_piece_of_evidence(staging_with_data, evidence):
-    postgres = _find(staging_with_data.resources, "carecircle-staging-postgres")
+    postgres = _find(staging_with_data.resources, "carecircle-dev-staging-rehearsal-postgres")
     base = {**ANONYMOUS, "labels": without_role(postgres.inputs["labels"])}
-    anonymous = broken(staging_with_data, "carecircle-staging-postgres", **base)
+    anonymous = broken(staging_with_data, "carecircle-dev-staging-rehearsal-postgres", **base)
     assert fired(anonymous) == set(), "without evidence it is not a data service: the cases below each add one piece"
-    assert fired(broken(anonymous, "carecircle-staging-postgres", **evidence)) == {"no-public-data-ports"}
+    assert fired(broken(anonymous, "carecircle-dev-staging-rehearsal-postgres", **evidence)) == {"no-public-data-ports"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging_all_data", "prod"])
-def test_what_each_real_container_is(request, engine_stacks, stack):
-    evaluation = engine_stacks.get(stack) or request.getfixturevalue(stack)
+def test_what_each_real_container_is(request, strict_stacks, stack):
+    evaluation = strict_stacks.get(stack) or request.getfixturevalue(stack)
     data = {name for name, c in evaluation.containers.items() if pack.data_service_evidence(c.inputs)}
     environment = pack.environment(next(iter(evaluation.containers.values())).urn)
     gateways = {name for name, c in evaluation.containers.items() if pack.gateway_evidence(c.inputs, environment)}
@@ -290,9 +298,9 @@ def test_what_each_real_container_is(request, engine_stacks, stack):
     assert gateways == {prefix + "gateway"}
 
 
-def test_data_service_on_a_routable_network_without_its_label_is_flagged(engine_stacks):
-    redis = _find(engine_stacks["dev"].resources, "carecircle-dev-redis")
-    unlabelled = broken(engine_stacks["dev"], "carecircle-dev-redis", labels=without_role(redis.inputs["labels"]))
+def test_data_service_on_a_routable_network_without_its_label_is_flagged(strict_stacks):
+    redis = _find(strict_stacks["dev"].resources, "carecircle-dev-redis")
+    unlabelled = broken(strict_stacks["dev"], "carecircle-dev-redis", labels=without_role(redis.inputs["labels"]))
     assert fired(unlabelled) == set()
     on_edge = broken(unlabelled, "carecircle-dev-redis", networksAdvanced=[{"name": "carecircle-dev-edge"}])
     assert fired(on_edge) == {"data-services-internal-only"}
@@ -306,29 +314,29 @@ def test_data_service_on_a_routable_network_without_its_label_is_flagged(engine_
 
 @pytest.mark.parametrize("port", [{"internal": 8080, "external": 8080}, {"internal": 8080, "external": 8080, "ip": ""}],
                          ids=["ip-missing", "ip-empty"])
-def test_dev_port_without_a_bind_address_is_flagged(engine_stacks, port):
+def test_dev_port_without_a_bind_address_is_flagged(strict_stacks, port):
     """Docker binds a port published without an address to 0.0.0.0: every interface of the host."""
-    gateway = _find(engine_stacks["dev"].resources, "carecircle-dev-gateway")
+    gateway = _find(strict_stacks["dev"].resources, "carecircle-dev-gateway")
     ports = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8080] + [port]
-    violations = check(broken(engine_stacks["dev"], "carecircle-dev-gateway", ports=ports))
+    violations = check(broken(strict_stacks["dev"], "carecircle-dev-gateway", ports=ports))
     assert [(v.policy, v.message) for v in violations] == [
         ("dev-ports-on-loopback", "carecircle-dev-gateway: port 8080 is published on 0.0.0.0, not 127.0.0.1")]
 
 
-def test_gateway_without_its_label_still_needs_https(engine_stacks):
-    gateway = _find(engine_stacks["prod"].resources, "carecircle-prod-gateway")
+def test_gateway_without_its_label_still_needs_https(strict_stacks):
+    gateway = _find(strict_stacks["prod"].resources, "carecircle-dev-prod-rehearsal-gateway")
     http_only = [p for p in gateway.inputs["ports"] if int(p["internal"]) != 8443]
-    unlabelled = broken(engine_stacks["prod"], "carecircle-prod-gateway", labels=without_role(gateway.inputs["labels"], "workers"))
+    unlabelled = broken(strict_stacks["prod"], "carecircle-dev-prod-rehearsal-gateway", labels=without_role(gateway.inputs["labels"], "workers"))
     assert fired(unlabelled) == set()
-    assert fired(broken(unlabelled, "carecircle-prod-gateway", ports=http_only)) == {"tls-on"}
+    assert fired(broken(unlabelled, "carecircle-dev-prod-rehearsal-gateway", ports=http_only)) == {"tls-on"}
     loopback_only = [{**p, "ip": "127.0.0.1"} for p in http_only]  # an nginx image publishing ports is the gateway
-    assert fired(broken(unlabelled, "carecircle-prod-gateway", ports=loopback_only)) == {"tls-on"}
+    assert fired(broken(unlabelled, "carecircle-dev-prod-rehearsal-gateway", ports=loopback_only)) == {"tls-on"}
     https_on_loopback = [{**p, "ip": "127.0.0.1"} if int(p["internal"]) == 8443 else p for p in gateway.inputs["ports"]]
-    assert fired(broken(unlabelled, "carecircle-prod-gateway", ports=https_on_loopback)) == {"tls-on"}
+    assert fired(broken(unlabelled, "carecircle-dev-prod-rehearsal-gateway", ports=https_on_loopback)) == {"tls-on"}
 
 
-def test_any_container_published_to_the_network_in_prod_must_serve_https(engine_stacks):
-    api = broken(engine_stacks["prod"], "carecircle-prod-api-blue-1", ports=[{"internal": 3000, "external": 3000}])
+def test_any_container_published_to_the_network_in_prod_must_serve_https(strict_stacks):
+    api = broken(strict_stacks["prod"], "carecircle-dev-prod-rehearsal-api-blue-1", ports=[{"internal": 3000, "external": 3000}])
     assert fired(api) == {"tls-on"}
 
 
@@ -337,8 +345,8 @@ def test_any_container_published_to_the_network_in_prod_must_serve_https(engine_
     {"command": ["node", "worker.js", "--db=postgresql://carecircle:0123456789abcdef0123@db:5432/x"]},
     {"healthcheck": {"tests": ["CMD", "pg_isready", "-d", "postgresql://u:0123456789abcdef0123@db/x"], "interval": "10s"}},
 ], ids=["label", "command", "healthcheck"])
-def test_url_with_a_password_outside_the_environment(engine_stacks, change):
-    resources = broken(engine_stacks["dev"], "carecircle-dev-workers-1", **change)
+def test_url_with_a_password_outside_the_environment(strict_stacks, change):
+    resources = broken(strict_stacks["dev"], "carecircle-dev-workers-1", **change)
     assert fired(resources) == {"no-plaintext-secrets"}
 
 

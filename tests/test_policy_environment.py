@@ -1,6 +1,7 @@
 """The policy pack judges staging and prod from what they declare, without trusting the settings: data
 services reached over TLS, no credential or trace over http://, NODE_ENV=production and restarting
-containers and tasks, CORS credentials only to HTTPS origins of one domain. Each counter-example fires
+containers and tasks, CORS credentials only to HTTPS origins of one domain, Prometheus and Alertmanager
+running. Each counter-example fires
 exactly its rule; dev (by the stack name in the URN) is free."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 
 import pytest
 
-from carecircle.audit.policy_check import check, load_policies
+from carecircle.audit.policy_check import check, load_policies, policy_resource
 from carecircle.offline import stack_settings
 from carecircle.rendering import NginxPaths, UpstreamSpec, gateway_bundle, render_nginx_conf
 from helpers import CONTAINER
@@ -65,19 +66,22 @@ def test_traces_over_http_are_refused(stacks, variable):
     assert fired(changed(stacks["prod"], SERVICE, "carecircle-prod-api-blue", env_with(**variable))) == {"encrypted-connections"}
 
 
-def test_a_container_reaching_a_managed_service_in_clear_is_refused(engine_stacks):
+def test_a_container_reaching_a_managed_service_in_clear_is_refused():
+    from helpers import strict_on_engine
+
     def clear_database(inputs):
         inputs["envs"] = [e if not e.startswith("DATABASE_URL=") else f"DATABASE_URL=postgresql://u:{STRONG}@ep-x.neon.tech/db"
                           for e in inputs["envs"]]
-    assert fired(changed(engine_stacks["prod"], CONTAINER, "carecircle-prod-workers-1", clear_database)) == {"encrypted-connections"}
+    prod = strict_on_engine("prod")  # prod's config on one engine, judged as prod
+    assert fired(changed(prod, CONTAINER, "carecircle-dev-prod-rehearsal-workers-1", clear_database)) == {"encrypted-connections"}
 
 
-def test_a_url_to_a_container_of_the_stack_itself_stays_on_its_network(engine_stacks):
+def test_a_url_to_a_container_of_the_stack_itself_stays_on_its_network():
     """A data service run by the stack is reached over its internal network, where TLS is not needed."""
-    from helpers import DATA_SERVICES, on_engine
+    from helpers import DATA_SERVICES, strict_on_engine
 
-    evaluation = on_engine("staging", overrides={**DATA_SERVICES, "carecircle:redisMode": "container"})
-    workers = next(r for r in evaluation.of_type(CONTAINER) if r.inputs["name"] == "carecircle-staging-workers-1")
+    evaluation = strict_on_engine("staging", overrides={**DATA_SERVICES, "carecircle:redisMode": "container"})
+    workers = next(r for r in evaluation.of_type(CONTAINER) if r.inputs["name"] == "carecircle-dev-staging-rehearsal-workers-1")
     assert any(e.startswith("REDIS_URL=redis://") for e in workers.inputs["envs"])
     assert "encrypted-connections" not in fired(evaluation.resources)
 
@@ -167,3 +171,31 @@ def test_the_pack_reads_the_committed_gateways_origins(stacks):
     """The rule is not vacuous: it finds the origins prod really sends credentials to."""
     bundle = next(r for r in stacks["prod"].resources if r.type == COMMAND and r.name == "gateway-1-config").inputs["stdin"]
     assert pack.cors_origins_with_credentials(bundle) == ["https://app.carecircle.example"]
+
+
+# ---- monitoring-on -----------------------------------------------------------------------------------------
+
+def without(resources, unwanted) -> list:
+    return [r for r in copy.deepcopy(resources) if not unwanted(r)]
+
+
+def runs_prometheus(resource) -> bool:
+    return resource.type == CONTAINER and "prometheus" in resource.inputs["image"].split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_staging_and_prod_run_prometheus_and_alertmanager(stacks, stack):
+    """What a program that dropped monitoring would declare (the settings refuse monitoringEnabled false there)."""
+    no_prometheus = without(stacks[stack].resources, runs_prometheus)
+    assert len(no_prometheus) < len(stacks[stack].resources)
+    assert [(v.policy, v.message.split(":")[0]) for v in check(no_prometheus)] == [("monitoring-on", f"{stack} runs no Prometheus")]
+    no_alertmanager = without(stacks[stack].resources, lambda r: r.type == COMMAND and pack.alertmanager_configs([policy_resource(r)]))
+    assert len(no_alertmanager) < len(stacks[stack].resources)
+    assert "monitoring-on" in fired(no_alertmanager)
+
+
+def test_a_dev_stack_may_run_without_monitoring(engine_stacks):
+    from helpers import on_engine
+
+    assert fired(engine_stacks["dev"].resources) == set()  # Pulumi.dev.yaml: monitoring off
+    assert fired(on_engine("prod", {"carecircle:monitoringEnabled": False}).resources) == set()  # prod's config rehearsed

@@ -15,7 +15,7 @@ from carecircle.monitoring import render_alert_rules
 from carecircle.offline import evaluate_stack, stack_settings
 from carecircle.stackfiles import load_stack_config
 from conftest import REPO_ROOT
-from helpers import ENGINE, decoded_texts, on_engine
+from helpers import decoded_texts, engine_settings, on_engine
 
 
 def cli(*args, cwd=REPO_ROOT):
@@ -24,7 +24,7 @@ def cli(*args, cwd=REPO_ROOT):
 
 @pytest.fixture(scope="module")
 def prod_report():
-    return report.build(on_engine("prod"), stack_settings("prod", overrides=ENGINE))
+    return report.build(on_engine("prod"), engine_settings("prod"))
 
 
 def test_report_lists_each_service_with_its_exposure_and_operability(prod_report):
@@ -38,13 +38,13 @@ def test_report_lists_each_service_with_its_exposure_and_operability(prod_report
     secret = {e["name"] for e in api["environment"] if e["secret"]}
     assert secret == {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET"}
     assert {"NODE_ENV", "PORT", "OTEL_SERVICE_NAME"} <= {e["name"] for e in api["environment"]}
-    assert services["gateway"]["ports"] == [{"bind": "0.0.0.0", "host": 80, "container": 8080},
-                                            {"bind": "0.0.0.0", "host": 443, "container": 8443},
+    assert services["gateway"]["ports"] == [{"bind": "127.0.0.1", "host": 80, "container": 8080},  # a dev stack: loopback
+                                            {"bind": "127.0.0.1", "host": 443, "container": 8443},
                                             {"bind": "127.0.0.1", "host": 8081, "container": 8081}]
 
 
 def test_report_networks_secrets_routes_and_policy(prod_report):
-    assert {n["name"]: n["internal"] for n in prod_report["networks"]}["carecircle-prod-backend"] is True
+    assert {n["name"]: n["internal"] for n in prod_report["networks"]}["carecircle-dev-prod-rehearsal-backend"] is True
     assert prod_report["secrets"] == [
         {"name": "carecircle:alertDeadMansSwitchUrl", "source": "stack config (secret)"},
         {"name": "carecircle:alertPagerdutyRoutingKey", "source": "stack config (secret)"},
@@ -58,22 +58,27 @@ def test_report_networks_secrets_routes_and_policy(prod_report):
     ]
     assert prod_report["gateway"]["tls"] == "modern" and prod_report["gateway"]["active_pool"] == "blue"
     assert {"path": "/api/", "service": "api", "strip_prefix": False} in prod_report["gateway"]["routes"]
-    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 16
+    assert prod_report["policy"]["violations"] == [] and len(prod_report["policy"]["rules"]) == 17
 
 
-def test_report_shows_protection_of_data_volumes():
-    data = report.build(on_engine("staging", overrides={"carecircle:postgresMode": "container"}),
-                        stack_settings("staging", overrides={**ENGINE, "carecircle:postgresMode": "container"}))
-    assert data["volumes"] == [{"name": "carecircle-staging-alertmanager-data", "protected": True, "mounted_by": "alertmanager"},
-                               {"name": "carecircle-staging-postgres-data", "protected": True, "mounted_by": "postgres"},
-                               {"name": "carecircle-staging-prometheus-data", "protected": True, "mounted_by": "prometheus"}]
+def test_report_shows_protection_of_data_volumes(stacks):
+    staging = report.build(stacks["staging"], stack_settings("staging"))
+    node = "ssh://deploy@staging.docker.carecircle.example"
+    assert staging["volumes"] == [
+        {"name": "carecircle-staging-alertmanager-1-data", "protected": True, "mounted_by": "alertmanager", "node": node},
+        {"name": "carecircle-staging-prometheus-1-data", "protected": True, "mounted_by": "prometheus", "node": node}]
+    with_postgres = {"carecircle:postgresMode": "container"}
+    rehearsal = report.build(on_engine("staging", with_postgres), engine_settings("staging", with_postgres))  # a dev stack
+    assert rehearsal["volumes"] == [
+        {"name": f"carecircle-dev-staging-rehearsal-{role}-data", "protected": False, "mounted_by": role}
+        for role in ("alertmanager", "postgres", "prometheus")]
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_report_never_shows_a_secret_value(engine_stacks, stack):
     """No secret, nor any part of one (a URL's password, a PEM body), in any format of any report."""
     evaluation = engine_stacks[stack]
-    data = report.build(evaluation, stack_settings(stack, overrides=ENGINE if stack != "dev" else None))
+    data = report.build(evaluation, engine_settings(stack))
     texts = report.markdown(data) + report.as_json(data) + decoded_texts(data)
     fragments = report.secret_fragments(evaluation.secret_values)
     assert evaluation.secret_values and all(len(f) >= 8 for f in fragments)
@@ -109,29 +114,33 @@ def exposure(diagram: str) -> set[tuple[str, int, str]]:
 @pytest.mark.parametrize("stack, expected", [
     ("dev", {("127.0.0.1", 8080, "gateway"), ("127.0.0.1", 8081, "gateway"), ("127.0.0.1", 5432, "postgres"),
              ("127.0.0.1", 15672, "rabbitmq"), ("127.0.0.1", 6379, "redis")}),
-    ("staging", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
-    ("prod", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
+    ("staging", {("127.0.0.1", 80, "gateway"), ("127.0.0.1", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),  # rehearsals: dev stacks
+    ("prod", {("127.0.0.1", 80, "gateway"), ("127.0.0.1", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
+    ("prod public", {("0.0.0.0", 80, "gateway"), ("0.0.0.0", 443, "gateway"), ("127.0.0.1", 8081, "gateway")}),
 ])
 def test_mermaid_diagram_shows_exactly_what_is_exposed(engine_stacks, stack, expected):
-    data = report.build(engine_stacks[stack], stack_settings(stack, overrides=ENGINE if stack != "dev" else None))
+    public = {"carecircle:gatewayBindAddress": "0.0.0.0"} if stack == "prod public" else None
+    stack = stack.split()[0]
+    evaluation = on_engine(stack, public) if public else engine_stacks[stack]
+    data = report.build(evaluation, engine_settings(stack, public))
     diagram = report.mermaid(data)
     assert exposure(diagram) == expected
     assert ("internet((internet))" in diagram) == any(address != "127.0.0.1" for address, _, _ in expected)
-    assert f"api_blue --- carecircle_{stack}_backend" in diagram
+    assert f"api_blue --- carecircle_{evaluation.stack.replace('-', '_')}_backend" in diagram
 
 
 def test_a_mislabelled_container_cannot_hide_what_it_exposes(engine_stacks):
     """A container whose labels say it is one more api replica, but which publishes postgres to the
     world, shows as a service of its own in the report and its diagram."""
     evaluation = copy.deepcopy(engine_stacks["prod"])
-    api_2 = evaluation.containers["carecircle-prod-api-blue-2"]
+    api_2 = evaluation.containers["carecircle-dev-prod-rehearsal-api-blue-2"]
     api_2.inputs["ports"] = [{"internal": 5432.0, "external": 5432.0}]  # no address: Docker's 0.0.0.0
-    data = report.build(evaluation, stack_settings("prod", overrides=ENGINE))
+    data = report.build(evaluation, engine_settings("prod"))
     # replicas that are not alike are not one service: each shows on its own
     assert "api-blue" not in data["services"]
-    assert {f"carecircle-prod-api-blue-{i}" for i in (1, 2, 3)} <= set(data["services"])
-    assert data["services"]["carecircle-prod-api-blue-2"]["ports"] == [{"bind": "0.0.0.0", "host": 5432, "container": 5432}]
-    assert ("0.0.0.0", 5432, "carecircle_prod_api_blue_2") in exposure(report.mermaid(data))
+    assert {f"carecircle-dev-prod-rehearsal-api-blue-{i}" for i in (1, 2, 3)} <= set(data["services"])
+    assert data["services"]["carecircle-dev-prod-rehearsal-api-blue-2"]["ports"] == [{"bind": "0.0.0.0", "host": 5432, "container": 5432}]
+    assert ("0.0.0.0", 5432, "carecircle_dev_prod_rehearsal_api_blue_2") in exposure(report.mermaid(data))
 
 
 def test_report_cli_formats_and_errors():
@@ -238,7 +247,7 @@ def test_report_lists_what_is_monitored_and_alerted(prod_report):
 
 def test_report_alerts_are_the_rules_shipped(prod_report):
     """Exactly the rendered rules Prometheus gets, in order, with their `for:` and annotations."""
-    rules = [rule for group in yaml.safe_load(render_alert_rules(stack_settings("prod", overrides=ENGINE)))["groups"] for rule in group["rules"]]
+    rules = [rule for group in yaml.safe_load(render_alert_rules(engine_settings("prod")))["groups"] for rule in group["rules"]]
     assert [(a["alert"], a["for"], a["summary"], a["description"]) for a in prod_report["monitoring"]["alerts"]] == [
         (r["alert"], r.get("for", "0s"), r["annotations"]["summary"], r["annotations"]["description"]) for r in rules]
     markdown = report.markdown(prod_report)
@@ -256,7 +265,7 @@ def test_report_says_who_gets_which_alert_by_receiver_name_never_its_secret(prod
     """Read from the alertmanager.yml prod ships, routed as Alertmanager routes: PagerDuty pages the critical
     alerts, Slack gets every alert, the dead man's switch the Watchdog only."""
     alerting = prod_report["monitoring"]["alerting"]
-    assert alerting["alertmanagers"] == ["carecircle-prod-alertmanager"]  # prod on one engine here (the swarm report has two)
+    assert alerting["alertmanagers"] == ["carecircle-dev-prod-rehearsal-alertmanager"]  # prod's config on one engine (the swarm report has two)
     gets = {r["name"]: (r["through"], r["alerts"]) for r in alerting["receivers"]}
     order = ["HighErrorRate", "SlowResponses", "QueueBacklog", "HighMemoryUsage", "TargetDown", "ApiDown", "GatewayStatusUnreadable",
              "QueueWithoutConsumers", *CERTIFICATE]
@@ -277,7 +286,7 @@ def test_a_receiver_that_also_takes_warnings_shows_them():
 
 
 def test_changing_a_rules_for_changes_the_report(monkeypatch):
-    settings = stack_settings("prod", overrides=ENGINE)
+    settings = engine_settings("prod")
     shipped = render_alert_rules(settings)
     assert shipped.count("for: 10m") == 1
     monkeypatch.setattr(report, "render_alert_rules", lambda s: shipped.replace("for: 10m", "for: 45m"))

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from carecircle.audit.blast_radius import rehearsal_stack
 from carecircle.audit.report import secret_fragments
 from carecircle.offline import evaluate_stack
 from helpers import (
@@ -48,10 +49,10 @@ def test_dev_declares_every_service_as_a_local_container(engine_stacks):
 
 @pytest.mark.parametrize("stack, api, workers", [("staging", 2, 2), ("prod", 3, 3)])
 def test_staging_and_prod_run_only_apps_and_gateway(engine_stacks, stack, api, workers):
-    expected = [f"carecircle-{stack}-api-blue-{i}" for i in range(1, api + 1)]
-    expected += [f"carecircle-{stack}-gateway", f"carecircle-{stack}-nginx-exporter", f"carecircle-{stack}-prometheus",
-                 f"carecircle-{stack}-alertmanager", f"carecircle-{stack}-blackbox-exporter"]
-    expected += [f"carecircle-{stack}-workers-{i}" for i in range(1, workers + 1)]
+    expected = [f"carecircle-{rehearsal_stack(stack)}-api-blue-{i}" for i in range(1, api + 1)]
+    expected += [f"carecircle-{rehearsal_stack(stack)}-gateway", f"carecircle-{rehearsal_stack(stack)}-nginx-exporter", f"carecircle-{rehearsal_stack(stack)}-prometheus",
+                 f"carecircle-{rehearsal_stack(stack)}-alertmanager", f"carecircle-{rehearsal_stack(stack)}-blackbox-exporter"]
+    expected += [f"carecircle-{rehearsal_stack(stack)}-workers-{i}" for i in range(1, workers + 1)]
     assert sorted(engine_stacks[stack].containers) == sorted(expected)
 
 
@@ -59,9 +60,9 @@ def test_networks_and_which_are_internal(engine_stacks):
     assert internal_networks(engine_stacks["dev"]) == {"carecircle-dev-edge": False, "carecircle-dev-backend": True}
     for stack in ("staging", "prod"):
         assert internal_networks(engine_stacks[stack]) == {
-            f"carecircle-{stack}-edge": False,
-            f"carecircle-{stack}-backend": True,
-            f"carecircle-{stack}-egress": False,
+            f"carecircle-{rehearsal_stack(stack)}-edge": False,
+            f"carecircle-{rehearsal_stack(stack)}-backend": True,
+            f"carecircle-{rehearsal_stack(stack)}-egress": False,
         }
 
 
@@ -76,8 +77,8 @@ def test_container_networks_in_dev(engine_stacks):
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_workers_reach_managed_services_without_joining_the_edge(engine_stacks, stack):
-    workers = container(engine_stacks[stack], f"carecircle-{stack}-workers-1")
-    assert networks_of(workers) == [f"carecircle-{stack}-backend", f"carecircle-{stack}-egress"]
+    workers = container(engine_stacks[stack], f"carecircle-{rehearsal_stack(stack)}-workers-1")
+    assert networks_of(workers) == [f"carecircle-{rehearsal_stack(stack)}-backend", f"carecircle-{rehearsal_stack(stack)}-egress"]
 
 
 def test_dev_publishes_only_on_loopback(engine_stacks):
@@ -92,10 +93,11 @@ def test_dev_publishes_only_on_loopback(engine_stacks):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_only_the_gateway_publishes_in_staging_and_prod(engine_stacks, stack):
+def test_only_the_gateway_publishes_in_a_rehearsal_of_staging_and_prod(engine_stacks, stack):
     exposed = {name: published(c) for name, c in engine_stacks[stack].containers.items() if published(c)}
-    # The preview of the idle pool is on the host's loopback only.
-    assert exposed == {f"carecircle-{stack}-gateway": [("0.0.0.0", 80, 8080), ("0.0.0.0", 443, 8443), ("127.0.0.1", 8081, 8081)]}
+    # A rehearsal is a dev stack: the gateway's ports on the host's loopback (gatewayBindAddress).
+    assert exposed == {f"carecircle-{rehearsal_stack(stack)}-gateway": [("127.0.0.1", 80, 8080), ("127.0.0.1", 443, 8443),
+                                                                        ("127.0.0.1", 8081, 8081)]}
 
 
 def test_dev_volumes_are_named_and_unprotected(engine_stacks):
@@ -109,21 +111,23 @@ def test_dev_volumes_are_named_and_unprotected(engine_stacks):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_data_volumes_are_protected_in_staging_and_prod(stack):
-    evaluation = on_engine(stack, overrides={**DATA_SERVICES, "carecircle:rabbitmqMode": "external"})
-    volumes = evaluation.of_type(VOLUME)
-    assert sorted(v.inputs["name"] for v in volumes) == [
-        f"carecircle-{stack}-alertmanager-data", f"carecircle-{stack}-postgres-data", f"carecircle-{stack}-prometheus-data",
-        f"carecircle-{stack}-redis-data"]
+def test_data_volumes_are_protected_in_staging_and_prod(stacks, stack):
+    volumes = stacks[stack].of_type(VOLUME)  # Prometheus's and Alertmanager's on each monitoring node
+    assert {v.inputs["name"].removeprefix(f"carecircle-{stack}-").split("-")[0] for v in volumes} == {"alertmanager", "prometheus"}
     assert all(v.protect and v.retain_on_delete for v in volumes)
+    # A rehearsal of their config is a dev stack: its volumes, data services' included, go with `pulumi destroy`.
+    rehearsal = on_engine(stack, overrides={**DATA_SERVICES, "carecircle:rabbitmqMode": "external"})
+    assert sorted(v.inputs["name"] for v in rehearsal.of_type(VOLUME)) == [
+        f"carecircle-{rehearsal_stack(stack)}-{role}-data" for role in ("alertmanager", "postgres", "prometheus", "redis")]
+    assert not any(v.protect or v.retain_on_delete for v in rehearsal.of_type(VOLUME))
 
 
 def test_api_and_workers_environment(engine_stacks):
     # dev exports no traces (no endpoint); prod sends them to its collector
     endpoint = {"dev": "OTEL_TRACES_EXPORTER", "staging": "OTEL_TRACES_EXPORTER", "prod": "OTEL_EXPORTER_OTLP_ENDPOINT"}
     for stack, evaluation in engine_stacks.items():
-        api = container(evaluation, f"carecircle-{stack}-api-blue-1")
-        workers = container(evaluation, f"carecircle-{stack}-workers-1")
+        api = container(evaluation, f"carecircle-{evaluation.stack}-api-blue-1")
+        workers = container(evaluation, f"carecircle-{evaluation.stack}-workers-1")
         assert env_names(api) == API_ENV | {endpoint[stack]}
         assert env_names(workers) == WORKERS_ENV | {endpoint[stack]}
     dev_api = env(container(engine_stacks["dev"], "carecircle-dev-api-blue-1"))
@@ -134,7 +138,7 @@ def test_api_and_workers_environment(engine_stacks):
     assert dev_api["REDIS_URL"].endswith("@carecircle-dev-redis:6379")
     assert dev_api["RABBITMQ_URL"].startswith("amqp://") and dev_api["RABBITMQ_URL"].endswith("@carecircle-dev-rabbitmq:5672")
     assert len(dev_api["JWT_SECRET"]) == 64
-    prod_api = env(container(engine_stacks["prod"], "carecircle-prod-api-blue-1"))
+    prod_api = env(container(engine_stacks["prod"], "carecircle-dev-prod-rehearsal-api-blue-1"))
     assert prod_api["NODE_ENV"] == "production"
     assert prod_api["DATABASE_URL"].startswith("postgresql://fake:")  # the stack's secret, faked offline
 
@@ -189,7 +193,7 @@ def test_the_leak_check_finds_a_password_fragment(every_evaluation, where):
     evaluation = copy.deepcopy(every_evaluation["prod"])
     url = next(v for v in evaluation.secret_values if v.startswith("postgresql://"))
     password = urlsplit(url).password
-    workers = evaluation.containers["carecircle-prod-workers-1"]
+    workers = evaluation.containers["carecircle-dev-prod-rehearsal-workers-1"]
     if where == "label":
         workers.inputs["labels"].append({"label": "db-password", "value": password})
     elif where == "command":
@@ -266,12 +270,12 @@ def test_stack_outputs(engine_stacks):
 def test_replicas_images_and_limits(engine_stacks):
     prod = engine_stacks["prod"]
     for i in (1, 2, 3):
-        api = container(prod, f"carecircle-prod-api-blue-{i}")
+        api = container(prod, f"carecircle-dev-prod-rehearsal-api-blue-{i}")
         assert api.inputs["image"] == "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
         assert api.inputs["memory"] == 1024 and api.inputs["cpus"] == "1.0"
-        workers = container(prod, f"carecircle-prod-workers-{i}")
+        workers = container(prod, f"carecircle-dev-prod-rehearsal-workers-{i}")
         assert workers.inputs["command"] == ["node", "dist/worker.js"]
-    assert container(prod, "carecircle-prod-gateway").inputs["image"].startswith("nginx:1.30-alpine@sha256:")
+    assert container(prod, "carecircle-dev-prod-rehearsal-gateway").inputs["image"].startswith("nginx:1.30-alpine@sha256:")
     dev = engine_stacks["dev"]
     assert container(dev, "carecircle-dev-postgres").inputs["image"] == "postgres:15"
     assert container(dev, "carecircle-dev-redis").inputs["image"] == "redis:7-alpine"
@@ -317,7 +321,7 @@ def test_api_waits_healthy_before_the_gateway_routes_to_it(engine_stacks):
     config = prod.get(COMMAND, "gateway-config")
     api_urns = {r.urn for name, r in prod.containers.items() if "-api-" in name}
     assert api_urns and api_urns <= set(config.dependencies)
-    assert all(prod.containers[f"carecircle-prod-api-blue-{i}"].inputs["wait"] for i in (1, 2, 3))
+    assert all(prod.containers[f"carecircle-dev-prod-rehearsal-api-blue-{i}"].inputs["wait"] for i in (1, 2, 3))
 
 
 def test_components_parent_their_children(engine_stacks):
@@ -343,13 +347,13 @@ def test_secret_passwords_are_generated_with_random(engine_stacks):
 
 def test_prod_gateway_config_is_applied_to_the_running_container(engine_stacks):
     prod = engine_stacks["prod"]
-    gateway = container(prod, "carecircle-prod-gateway")
+    gateway = container(prod, "carecircle-dev-prod-rehearsal-gateway")
     # The container holds only the constant bootstrap: configuration changes never replace it.
     assert [u["file"] for u in gateway.inputs["uploads"]] == ["/etc/nginx/carecircle/active.conf"]
     assert "_gateway/health" in gateway.inputs["uploads"][0]["content"]
     assert gateway.inputs["command"] == ["nginx", "-c", "/etc/nginx/carecircle/active.conf", "-g", "daemon off;"]
     config = prod.get(COMMAND, "gateway-config")
-    assert config.inputs["create"].startswith("docker exec -i carecircle-prod-gateway sh -c ")
+    assert config.inputs["create"].startswith("docker exec -i carecircle-dev-prod-rehearsal-gateway sh -c ")
     assert "nginx -t" in config.inputs["create"] and "nginx -s reload" in config.inputs["create"]
     assert config.inputs["environment"]["DOCKER_HOST"] == "ssh://deploy@manager-1.prod.carecircle.example"
     files = bundle_files(config.inputs["stdin"])
@@ -362,7 +366,7 @@ def test_prod_gateway_config_is_applied_to_the_running_container(engine_stacks):
 
 
 def test_staging_gateway_mounts_certificate_from_the_host(engine_stacks):
-    gateway = container(engine_stacks["staging"], "carecircle-staging-gateway")
+    gateway = container(engine_stacks["staging"], "carecircle-dev-staging-rehearsal-gateway")
     mounts = {v["containerPath"]: (v["hostPath"], v["readOnly"]) for v in gateway.inputs["volumes"]}
     assert mounts == {
         "/etc/nginx/tls/fullchain.pem": ("/etc/carecircle/tls/fullchain.pem", True),
@@ -381,7 +385,7 @@ def test_asserting_on_an_undeclared_resource_fails(engine_stacks):
     with pytest.raises(AssertionError, match="declares no"):
         engine_stacks["prod"].get(CONTAINER, "postgres-container")
     with pytest.raises(AssertionError, match="has no container"):
-        container(engine_stacks["prod"], "carecircle-prod-postgres")
+        container(engine_stacks["prod"], "carecircle-dev-prod-rehearsal-postgres")
 
 
 def test_api_pools_have_fixed_edge_addresses_and_colour_labels():
@@ -390,13 +394,13 @@ def test_api_pools_have_fixed_edge_addresses_and_colour_labels():
     addresses = {}
     for color in ("blue", "green"):
         for i in (1, 2, 3):
-            api = container(evaluation, f"carecircle-prod-api-{color}-{i}")
-            edge = next(n for n in api.inputs["networksAdvanced"] if n["name"] == "carecircle-prod-edge")
+            api = container(evaluation, f"carecircle-dev-prod-rehearsal-api-{color}-{i}")
+            edge = next(n for n in api.inputs["networksAdvanced"] if n["name"] == "carecircle-dev-prod-rehearsal-edge")
             addresses[api.inputs["name"]] = edge["ipv4Address"]
             labels = {label["label"]: label["value"] for label in api.inputs["labels"]}
             assert labels["com.carecircle.color"] == color
-    assert addresses["carecircle-prod-api-blue-1"] == "172.30.0.16"
-    assert addresses["carecircle-prod-api-green-1"] == "172.30.0.72"
+    assert addresses["carecircle-dev-prod-rehearsal-api-blue-1"] == "172.30.0.16"
+    assert addresses["carecircle-dev-prod-rehearsal-api-green-1"] == "172.30.0.72"
     assert len(set(addresses.values())) == 6
     edge = evaluation.get("docker:index/network:Network", "networks-edge")
     # Docker hands out only the upper half, so it never takes a pool's fixed address.
@@ -405,8 +409,8 @@ def test_api_pools_have_fixed_edge_addresses_and_colour_labels():
 
 def test_containers_get_a_grace_period_to_drain():
     prod = on_engine("prod")
-    api = container(prod, "carecircle-prod-api-blue-1")
-    workers = container(prod, "carecircle-prod-workers-1")
+    api = container(prod, "carecircle-dev-prod-rehearsal-api-blue-1")
+    workers = container(prod, "carecircle-dev-prod-rehearsal-workers-1")
     assert (api.inputs["stopSignal"], api.inputs["stopTimeout"], api.inputs["destroyGraceSeconds"]) == ("SIGTERM", 30, 30)
     assert (workers.inputs["stopSignal"], workers.inputs["stopTimeout"], workers.inputs["destroyGraceSeconds"]) == ("SIGTERM", 120, 120)
 
@@ -414,6 +418,6 @@ def test_containers_get_a_grace_period_to_drain():
 def test_sentry_dsn_is_a_secret_of_api_and_workers():
     dsn = "https://0123456789abcdef@o1.ingest.sentry.io/42"
     evaluation = on_engine("staging", secrets={"carecircle:sentryDsn": dsn})
-    for name in ("carecircle-staging-api-blue-1", "carecircle-staging-workers-1"):
+    for name in ("carecircle-dev-staging-rehearsal-api-blue-1", "carecircle-dev-staging-rehearsal-workers-1"):
         resource = container(evaluation, name)
         assert env(resource)["SENTRY_DSN"] == dsn and "envs" in resource.secret_inputs

@@ -3,9 +3,10 @@ naming the key, nothing declared."""
 
 import pytest
 
+from carecircle.audit.blast_radius import rehearsal_stack
 from carecircle.offline import evaluate_stack
 from carecircle.settings import ConfigError
-from helpers import ENGINE
+from helpers import ENGINE, on_engine
 
 
 def problem(stack, **kwargs):
@@ -41,7 +42,9 @@ MONITORING = "carecircle:swarmMonitoringHosts"
 def test_alerting_survives_the_loss_of_a_monitoring_node_in_prod(stack, hosts, words):
     found = problem(stack, overrides={MONITORING: hosts})[MONITORING]
     assert words in found.message and found.fix.startswith(f"set {MONITORING} in Pulumi.{stack}.yaml")
-    evaluate_stack(stack, overrides={MONITORING: None, "carecircle:monitoringEnabled": False})  # no monitoring, no node
+    # no monitoring, no node: in a rehearsal of the stack's config (staging and prod run monitoring)
+    evaluate_stack(stack, overrides={MONITORING: None, "carecircle:monitoringEnabled": False, "carecircle:environment": None},
+                   as_stack=rehearsal_stack(stack))
 
 
 def test_prod_encrypts_traffic_between_nodes():
@@ -58,7 +61,7 @@ def test_a_swarm_stack_runs_no_data_service_of_its_own(key):
 @pytest.mark.parametrize("key", ["carecircle:swarmEdgeHosts", "carecircle:swarmMonitoringHosts"])
 def test_swarm_only_keys_on_an_engine_stack_are_refused(key):
     overrides = {**ENGINE, key: ["ssh://deploy@node.example"]}
-    assert "swarm stacks only" in problem("prod", overrides=overrides)[key].message
+    assert "swarm stacks only" in problem("prod", overrides=overrides, as_stack=rehearsal_stack("prod"))[key].message
 
 
 @pytest.mark.parametrize("key, value", [("carecircle:apiMaxReplicasPerNode", 0), ("carecircle:apiMaxReplicasPerNode", 3),
@@ -89,7 +92,7 @@ def test_a_swarm_services_image_is_pinned_by_digest_in_staging_too():
     found = problem("staging", overrides={"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})["carecircle:workersImage"]
     assert "Docker pins a tag to its digest when it creates the service" in found.message
     assert found.fix == "pulumi config set carecircle:workersImage 'ghcr.io/carecircle/api:1.0.0@sha256:<digest>' --stack staging"
-    evaluate_stack("staging", overrides={**ENGINE, "carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})  # containers: a tag is kept
+    on_engine("staging", {"carecircle:workersImage": "ghcr.io/carecircle/api:1.0.0"})  # containers: a tag is kept
 
 
 def test_service_names_stay_dns_labels():

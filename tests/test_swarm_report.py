@@ -13,7 +13,7 @@ import pytest
 from carecircle.audit import report, swarm_report
 from carecircle.offline import stack_settings
 from conftest import REPO_ROOT
-from helpers import ENGINE, decoded_texts
+from helpers import decoded_texts, engine_settings
 
 SERVICE = "docker:index/service:Service"
 EDGE = {"prod": ["ssh://deploy@edge-1.prod.carecircle.example", "ssh://deploy@edge-2.prod.carecircle.example"],
@@ -312,7 +312,7 @@ def test_a_service_publishing_a_port_shows_on_every_node(stacks):
 
 def test_an_engine_report_has_no_swarm_part(engine_stacks):
     for stack in ("dev", "prod"):
-        data = report.build(engine_stacks[stack], stack_settings(stack, overrides=ENGINE if stack != "dev" else None))
+        data = report.build(engine_stacks[stack], engine_settings(stack))
         assert not {"platform", "swarm_services", "swarm_secrets", "secrets_outside_swarm", "edge_nodes"} & set(data)
         assert not any("placed" in s for s in data["services"].values())
         assert "## Swarm services" not in report.markdown(data) and "subgraph" not in report.mermaid(data)

@@ -299,16 +299,20 @@ def evaluate_stack(
     secrets: Optional[Mapping[str, str]] = None,
     renamed: Optional[Mapping[str, int]] = None,
     resource_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    as_stack: Optional[str] = None,
 ) -> Evaluation:
-    """Evaluate a stack from its files, changed as stack_config says (and `renamed` named anew)."""
-    return evaluate_config(stack, *stack_config(stack, root, overrides, secrets), renamed=renamed, resource_outputs=resource_outputs)
+    """Evaluate a stack from its files, changed as stack_config says (and `renamed` named anew).
+    `as_stack`: run the file as the stack of that name (its environment, rules and Docker names), as
+    a stack initialised with a copy of this one's config would run."""
+    return evaluate_config(as_stack or stack, *stack_config(stack, root, overrides, secrets), renamed=renamed,
+                           resource_outputs=resource_outputs)
 
 
 def stack_settings(stack: str, root: Path = REPO_ROOT, overrides: Optional[Mapping[str, Any]] = None,
-                   secrets: Optional[Mapping[str, str]] = None):
-    """The validated settings of a stack from its files (changed as stack_config says), without
-    running the program."""
+                   secrets: Optional[Mapping[str, str]] = None, as_stack: Optional[str] = None):
+    """The validated settings of a stack from its files (changed as stack_config says, run as
+    `as_stack` as evaluate_stack says), without running the program."""
     from .settings import parse_settings
 
     _, config, secret_keys = stack_config(stack, root, overrides, secrets)
-    return parse_settings(stack, config, secret_keys)
+    return parse_settings(as_stack or stack, config, secret_keys)

@@ -1,6 +1,10 @@
-"""The swarm stack on a real cluster: evaluate the staging stack offline (the program as `pulumi up`
+"""The swarm stack on a real cluster: evaluate staging's stack file offline (the program as `pulumi up`
 would run it, stand-in images and test-sized knobs as config), then apply what it declares to the
 cluster's engines with tests/engine_apply/ (the provider's semantics, planned from its read-back state).
+
+staging always runs monitoring (a settings rule); a scenario that leaves it off, to spare these nodes,
+runs staging's file as the dev stack REHEARSAL, as an operator rehearses staging's config on a test swarm.
+A scenario with monitoring on is the staging stack itself.
 
 The stack's Docker hosts are ssh:// addresses (staging and prod accept nothing else); here they are
 names for the test nodes, and every declared value that names one (provider hosts, DOCKER_HOST of the
@@ -19,13 +23,15 @@ from typing import Any, Optional
 
 import yaml
 
+from carecircle.audit.blast_radius import rehearsal_stack
 from carecircle.offline import Evaluation, evaluate_stack
 from carecircle.stackfiles import REPO_ROOT
 from engine_apply import EngineApplier
 
 from .cluster import SwarmCluster
 
-STACK = "staging"
+STACK = "staging"  # the stack file every scenario starts from
+REHEARSAL = rehearsal_stack(STACK)
 SERVER_NAME = "api.staging.carecircle.example"
 MANAGER_HOST = "ssh://deploy@manager.swarm.test"
 EDGE_HOSTS = ("ssh://deploy@edge-1.swarm.test", "ssh://deploy@edge-2.swarm.test")
@@ -62,7 +68,8 @@ def base_config(tls_dir: Path, client_cidr: str, images: dict[str, str]) -> dict
         "docker:host": MANAGER_HOST,
         "carecircle:swarmEdgeHosts": list(EDGE_HOSTS),
         "carecircle:swarmMonitoringHosts": None,
-        "carecircle:monitoringEnabled": False,
+        "carecircle:monitoringEnabled": False,  # run as REHEARSAL, a dev stack (its file says staging)
+        "carecircle:environment": None,
         # These kernels have no ESP: an encrypted overlay passes no traffic between nodes here.
         "carecircle:swarmEncryptOverlays": False,
         "carecircle:apiBlueImage": images[API_IMAGE.format(version=1)],
@@ -95,7 +102,8 @@ def monitoring_config(images: dict[str, str]) -> dict[str, Any]:
     Prometheus and an Alertmanager on each of two monitoring nodes, and timing in seconds instead of
     minutes. Receivers are secrets: see alerting_secrets."""
     return {
-        "carecircle:monitoringEnabled": True,
+        "carecircle:monitoringEnabled": True,  # the staging stack itself
+        "carecircle:environment": STACK,
         "carecircle:swarmMonitoringHosts": list(MONITORING_HOSTS),
         "carecircle:prometheusImage": images["prometheus"],
         "carecircle:alertmanagerImage": images["alertmanager"],
@@ -160,16 +168,21 @@ class DeployedStack:
     # Outputs of resources a real provider made outside the applier (tests/swarm/acme.py), by name.
     resource_outputs: dict[str, dict] = field(default_factory=dict)
 
+    @property
+    def stack(self) -> str:
+        """The stack name the file runs as: staging with monitoring on, else its rehearsal (a dev stack)."""
+        return STACK if self.config.get("carecircle:monitoringEnabled") else REHEARSAL
+
     def hosts(self) -> dict[str, str]:
         return {MANAGER_HOST: self.cluster[self.manager].host_url,
                 **{address: self.cluster[node].host_url for address, node in zip(EDGE_HOSTS, self.edges, strict=True)},
                 **{address: self.cluster[node].host_url for address, node in zip(MONITORING_HOSTS, self.monitoring, strict=True)}}
 
     def evaluate(self, **changes: Any) -> Evaluation:
-        """The staging stack with these config changes (keys without the carecircle: namespace)."""
+        """The stack with these config changes (keys without the carecircle: namespace)."""
         overrides = {**self.config, **{(k if ":" in k else f"carecircle:{k}"): v for k, v in changes.items()}}
         return evaluate_stack(STACK, overrides=overrides, secrets=self.stack_secrets, renamed=self.renamed,
-                              resource_outputs=self.resource_outputs)
+                              resource_outputs=self.resource_outputs, as_stack=self.stack)
 
     def apply(self, evaluation: Optional[Evaluation] = None, replace: tuple[str, ...] = (), target: Optional[set[str]] = None,
               **changes: Any):
@@ -215,7 +228,7 @@ class DeployedStack:
 
     def network(self, role: str) -> str:
         """The engine's name of the stack's `role` overlay network (edge, backend, egress): named by Pulumi."""
-        return next(name for name in self.evaluations[-1].outputs["networks"] if name.startswith(f"carecircle-{STACK}-{role}-"))
+        return next(name for name in self.evaluations[-1].outputs["networks"] if name.startswith(f"carecircle-{self.stack}-{role}-"))
 
     @property
     def workers_service(self) -> str:

@@ -137,7 +137,7 @@ def test_4_a_gateway_image_upgrade_replaces_one_edge_at_a_time_without_a_failed_
 def test_5_an_overlay_network_replaced_moves_services_and_gateways_without_a_failed_request(swarm, stack):
     api = stack.service_name("blue")
     edge = next(r for r in stack.evaluations[-1].resources if r.type == "docker:index/network:Network"
-                and r.name.startswith("carecircle-staging-edge"))
+                and r.name.startswith(f"carecircle-{stack.stack}-edge"))
     old_network = stack.network("edge")
     with Load(edges(swarm, stack), SERVER_NAME) as load:
         time.sleep(1)

@@ -4,15 +4,25 @@ leaves alone, computed by evaluating the stack before and after under the mocks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..offline import evaluate_stack
 from .changes import ResourceChange, by_action, compare, live_changes
 from .effects import rolls
 
-# The committed staging and prod run on Swarm; this puts a stack on one Docker engine instead (dev's
-# platform), to show what the same changes do there.
-ON_ENGINE: dict[str, Any] = {"carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None, "carecircle:swarmMonitoringHosts": None}
+# staging and prod run on Swarm, always (settings refuse them another platform). Their config rehearsed
+# on one Docker engine (dev's platform) is a dev stack: `pulumi stack init dev-prod-rehearsal`, prod's
+# config copied in, then these changes (the environment key says prod; the Swarm nodes are unused; a dev
+# stack publishes on loopback only, policy dev-ports-on-loopback).
+ON_ENGINE: dict[str, Any] = {"carecircle:environment": None, "carecircle:platform": "engine", "carecircle:swarmEdgeHosts": None,
+                             "carecircle:swarmMonitoringHosts": None, "carecircle:gatewayBindAddress": "127.0.0.1"}
+
+
+def rehearsal_stack(stack: str) -> str:
+    """The dev stack that rehearses `stack`'s config on one engine."""
+    return f"dev-{stack}-rehearsal"
+
+
 # prod runs images pinned by digest.
 RELEASED_IMAGE = "ghcr.io/carecircle/api:1.0.0@sha256:" + "0" * 64
 NEW_IMAGE = "ghcr.io/carecircle/api:1.1.0@sha256:" + "1" * 64
@@ -58,13 +68,14 @@ SCENARIOS = [
 ]
 
 
-def run(stack: str = "prod", base: Optional[dict[str, Any]] = None) -> list[tuple[Scenario, list[ResourceChange]]]:
-    """Each scenario's changes on `stack` (as committed, or changed by `base`, e.g. onto another platform)."""
+def run(stack: str = "prod", on_engine: bool = False) -> list[tuple[Scenario, list[ResourceChange]]]:
+    """Each scenario's changes on `stack` as committed, or on its rehearsal on one engine."""
+    base, as_stack = (ON_ENGINE, rehearsal_stack(stack)) if on_engine else ({}, None)
     results = []
     for scenario in SCENARIOS:
-        before = evaluate_stack(stack, overrides={**(base or {}), **scenario.before}, secrets=scenario.secrets_before)
-        after = evaluate_stack(stack, overrides={**(base or {}), **scenario.before, **scenario.after},
-                               secrets={**scenario.secrets_before, **scenario.secrets_after})
+        before = evaluate_stack(stack, overrides={**base, **scenario.before}, secrets=scenario.secrets_before, as_stack=as_stack)
+        after = evaluate_stack(stack, overrides={**base, **scenario.before, **scenario.after},
+                               secrets={**scenario.secrets_before, **scenario.secrets_after}, as_stack=as_stack)
         results.append((scenario, compare(before, after)))
     return results
 

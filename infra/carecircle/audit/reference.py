@@ -88,5 +88,5 @@ def documents(root: Path) -> dict[Path, str]:
         root / "docs" / "config-reference.md": markdown(root),
         releases: _between_markers(
             _between_markers(releases.read_text(), "blast-radius", blast_radius.markdown_table(blast_radius.run("prod"))),
-            "blast-radius-engine", blast_radius.markdown_table(blast_radius.run("prod", base=blast_radius.ON_ENGINE))),
+            "blast-radius-engine", blast_radius.markdown_table(blast_radius.run("prod", on_engine=True))),
     }

@@ -59,7 +59,7 @@ ScrapeInterval = bounded_prometheus_duration("sm", "15s", SCRAPE_INTERVAL_MAX_SE
 
 
 class MonitoringSettings(Section):
-    monitoring_enabled: ConfigBool = key("Run Prometheus, the exporters and the alert rules in this stack.", True)
+    monitoring_enabled: ConfigBool = key("Run Prometheus, the exporters and the alert rules in this stack (always on in staging and prod).", True)
     prometheus_image: ImageRef = key("Prometheus image.", "prom/prometheus:v2.53.0")
     prometheus_retention: Retention = key("How long Prometheus keeps samples (its data volume).", "15d")
     prometheus_host_port: Optional[Port] = key("dev only: publish the Prometheus UI on 127.0.0.1:<port>.", 9090, default=None)
@@ -91,6 +91,13 @@ class MonitoringSettings(Section):
             yield Violation("alert_certificate_expiry_days",
                             f"must be below gatewayAcmeRenewalMarginDays ({margin}): the alert is for a renewal that did not happen",
                             max(1, margin // 2))
+
+    @cross_rule
+    def _monitored_in_staging_and_prod(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and not self.monitoring_enabled:
+            yield Violation("monitoring_enabled", f"{environment.strict} runs Prometheus and Alertmanager: without them no alert "
+                                                  "fires (api down, errors, a full queue, an expiring certificate) and nobody "
+                                                  "is told", True)
 
     @cross_rule
     def _traces_over_tls(self, environment: Environment) -> Iterator[Violation]:

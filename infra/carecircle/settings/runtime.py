@@ -101,7 +101,8 @@ class RuntimeSettings(Section):
     environment: Optional[EnvironmentName] = key(
         "Which rules apply: dev, staging or prod. Bound to the stack name (see README); may only repeat it.", "prod", default=None)
     platform: Literal["engine", "swarm"] = key(
-        "engine: containers on one Docker engine (dev); swarm: services on a Docker Swarm whose manager is docker:host.", "swarm")
+        "engine: containers on one Docker engine (dev only); swarm: services on a Docker Swarm whose manager is docker:host "
+        "(staging and prod always).", "swarm")
     name_prefix: DockerName = key("Prefix of every Docker name: <prefix>-<stack>-<role>.", "carecircle")
     docker_host: Optional[DockerHost] = key(
         "Docker engine to deploy to: ssh://user@host (staging/prod), or in dev unix:///path (default: the local engine).",
@@ -171,6 +172,14 @@ class RuntimeSettings(Section):
             yield Violation("restart_policy", f"{environment.strict} containers come back whatever stopped them (a crash, an exit "
                                               f"0, a restart of the engine): {' or '.join(RESTARTING_POLICIES)}, not "
                                               f"{self.restart_policy}", "unless-stopped")
+
+    @cross_rule
+    def _swarm_in_staging_and_prod(self, environment: Environment) -> Iterator[Violation]:
+        if environment.strict and self.platform != "swarm":
+            # One engine is one host: a lost host takes every replica, and containers replace delete-first.
+            yield Violation("platform", f"{environment.strict} runs the api and workers as Swarm services spread across nodes "
+                                        f"(rolling updates, a lost node's tasks rescheduled); {self.platform} is one Docker "
+                                        "host, for dev (rehearse prod's config on one engine in a dev-<name> stack)", "swarm")
 
     @cross_rule
     def _gateway_turns_healthy_while_waited_for(self, environment: Environment) -> Iterator[Violation]:
