@@ -104,7 +104,9 @@ def _client(site: AcmeSite, record: LoadRecord, stopping: threading.Event, keep_
                 body = response.read()
                 if response.status != 200:
                     record.failures.append(f"{response.status} {body[:80]!r}")
-                if not keep_alive:
+                # A response with `Connection: close` (nginx's keepalive_requests reached, an old worker after a
+                # reload) leaves no socket, and http.client would reconnect by resolving SERVER_NAME itself.
+                if not keep_alive or conn.sock is None:
                     conn.close()
                     conn = None
                 break
