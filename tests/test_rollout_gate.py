@@ -184,7 +184,7 @@ def service_updates(tmp_path: Path) -> list[str]:
 
 
 def test_an_update_waiting_on_a_task_placed_on_a_down_node_is_restarted_once_on_the_live_nodes(tmp_path):
-    # The manager lost mid-deploy (tests/swarm/test_faults_on_swarm.py test_3): the update's task on that
+    # A manager lost mid-deploy (docs/scaling.md, "A manager lost during a deploy"): the update's task on that
     # node never starts, and Swarm's updater would wait for it until the node returns.
     stranded = task("Starting 40 seconds ago", desired="Shutdown", node="node-lost", state="starting")
     waiting = {"state": "updating", "desired": 3, "nodes": {"node-lost": "down"},
