@@ -30,22 +30,26 @@ DATA_SERVICES = {"carecircle:postgresMode": "container", "carecircle:redisMode":
                  "carecircle:redisExporterImage": "oliver006/redis_exporter:v1.62.0" + PINNED}
 
 
+def _as_on_engine(stack: str, overrides: dict | None) -> dict:
+    """evaluate_stack / stack_settings arguments for a stack's config on the engine platform: dev as it
+    is, staging's or prod's as their rehearsal."""
+    if stack == "dev":
+        return {"overrides": overrides}
+    return {"overrides": {**ENGINE, **(overrides or {})}, "as_stack": rehearsal_stack(stack)}
+
+
 def on_engine(stack: str, overrides: dict | None = None, **kwargs) -> Evaluation:
     """A stack's config on the engine platform: dev as it is, staging's or prod's as their rehearsal."""
     from carecircle.offline import evaluate_stack
 
-    if stack == "dev":
-        return evaluate_stack(stack, overrides=overrides, **kwargs)
-    return evaluate_stack(stack, overrides={**ENGINE, **(overrides or {})}, as_stack=rehearsal_stack(stack), **kwargs)
+    return evaluate_stack(stack, **_as_on_engine(stack, overrides), **kwargs)
 
 
 def engine_settings(stack: str, overrides: dict | None = None, **kwargs):
     """The settings on_engine(stack, overrides) runs with."""
     from carecircle.offline import stack_settings
 
-    if stack == "dev":
-        return stack_settings(stack, overrides=overrides, **kwargs)
-    return stack_settings(stack, overrides={**ENGINE, **(overrides or {})}, as_stack=rehearsal_stack(stack), **kwargs)
+    return stack_settings(stack, **_as_on_engine(stack, overrides), **kwargs)
 
 
 def strict_on_engine(stack: str, overrides: dict | None = None, **kwargs) -> Evaluation:
