@@ -74,7 +74,7 @@ FAKE_DOCKER = textwrap.dedent('''\
             if running and task["desired"] != "Running":
                 continue
             line = fmt.replace("{{.CurrentState}}", task["current"]).replace("{{.Image}}", task.get("image", "IMAGE"))
-            line = line.replace("{{.Error}}", task.get("error", "")).replace("{{.Name}}", "svc.1")
+            line = line.replace("{{.Error}}", task.get("error", "")).replace("{{.Name}}", "svc.1").replace("{{.Node}}", task.get("node", "node-a"))
             print(line.replace("{{.DesiredState}}", task["desired"]))
         sys.exit(0)
     sys.exit("fake docker: unexpected call " + " ".join(args))
@@ -132,11 +132,11 @@ def test_a_scale_or_a_create_without_an_update_status_waits_for_every_replica(tm
 
 
 def test_a_rollout_that_does_not_finish_in_time_fails_with_the_tasks(tmp_path):
-    stuck = {"state": "updating", "desired": 3, "tasks": [RUNNING, RUNNING, task("Starting 9 minutes ago")]}
+    stuck = {"state": "updating", "desired": 3, "tasks": [RUNNING, RUNNING, task("Starting 9 minutes ago", node="edge-2")]}
     failed = gate(tmp_path, [stuck], timeout=6)
     assert failed.returncode == 1
     assert "2/3 replicas running after 6s (update updating)" in failed.stderr
-    assert "Starting 9 minutes ago" in failed.stderr
+    assert "svc.1 edge-2 Running Starting 9 minutes ago" in failed.stderr  # which node it waits on
 
 
 def test_nodes_that_cannot_pull_the_image_fail_the_apply_at_once_naming_the_registry_credentials(tmp_path):

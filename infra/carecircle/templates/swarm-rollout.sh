@@ -87,7 +87,7 @@ while :; do
     fi
     if [ "$waited" -ge "$timeout" ]; then
         echo "carecircle rollout: $service: $running/$desired replicas running after ${timeout}s${state:+ (update $state)}" >&2
-        ask service ps --no-trunc --format '{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' "$service" | head -10 >&2
+        ask service ps --no-trunc --format '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' "$service" | head -10 >&2
         exit 1
     fi
     sleep 2
