@@ -1,7 +1,8 @@
 """Faults beyond a clean node loss, on the real 3-manager swarm, under the load of tests/swarm/load.py:
 an edge node's Docker daemon restarted the way docs/scaling.md's node-maintenance procedure says (drain,
-restart, activate, `pulumi up`), and an app node cut off from the others for 30 s with its daemon left
-running, then healed.
+restart, activate, `pulumi up`) and without the drain, an app node cut off from the others for 30 s with its
+daemon left running, then healed, and the manager in docker:host (the leader, a follower) cut off mid-deploy,
+the deploy run again through another manager while it is away.
 
 The figures of each scenario are printed (-s) and kept in docs/scaling.md with this command:
     .venv/bin/python -m pytest tests/swarm/test_faults_on_swarm.py -s
@@ -305,7 +306,7 @@ def test_3_a_deploy_whose_manager_is_cut_off_fails_naming_it_and_runs_again_thro
     logged = {node: dict(gateway_errors(swarm, node, cut_at)) for node in stack.edges if node != lost}
     # A retrying request fails only as nginx fails one whose tries straddle the moment an edge's DNS drops the
     # lost node's replicas: refused (502, "no live upstreams") or ended (504) instead of sent to the new list
-    # (tests/test_gateway_upstreams.py proves it on nginx alone; docs/scaling.md, "A node cut off").
+    # (tests/test_gateway_upstreams.py proves it on nginx alone; docs/scaling.md, "A node cut off, then back").
     refused = load.failed(True)
     assert all(o.status in (502, 504) for o in refused) and len(refused) <= len(load.requests(True)) / 1000, (refused[:5], logged)
     answered_late = {o.task for o in load.requests(True) + load.requests(False) if o.ok and o.at > settled_at}
