@@ -353,7 +353,7 @@ def test_5_a_monitoring_node_drained_restarted_and_restored_monitors_again_after
                 if "com.docker.swarm.task.id" not in c.labels}
 
     before = containers()
-    assert {f"{name}" for name in PROMETHEUS + ALERTMANAGERS if name.endswith("-1")} <= set(before), before
+    assert {name for name in PROMETHEUS + ALERTMANAGERS if name.endswith("-1")} <= set(before), before
     manager = swarm["node1"]
     manager.docker("node", "update", "--availability", "drain", node)
     try:
@@ -364,6 +364,7 @@ def test_5_a_monitoring_node_drained_restarted_and_restored_monitors_again_after
     activated_at = time.time()
     time.sleep(20)  # what the daemon does by itself once the node is active
     left = containers()
+    left_by_the_daemon = {name: (state["Status"], state["Error"][:120]) for name, state in left.items()}
     # `pulumi up` alone: the refresh reads each one back stopped with must_run true, and the provider's update
     # starts it (kreuzwerker resourceDockerContainerUpdate); a figure, as the procedure does not rely on it.
     try:
@@ -371,7 +372,7 @@ def test_5_a_monitoring_node_drained_restarted_and_restored_monitors_again_after
         alone = "completed"
     except EngineError as error:
         alone = str(error)[:200]
-    print(f"\n[monitoring node maintenance] left by the daemon: {left}; pulumi up alone: {alone}")
+    print(f"\n[monitoring node maintenance] left by the daemon: {left_by_the_daemon}; pulumi up alone: {alone}")
     # The procedure: remove them on the node; the refresh then finds them gone and `pulumi up` creates them,
     # and applies each one's configuration (its trigger is the container's id).
     exited = swarm[node].docker("ps", "-aq", "--filter", f"label=com.carecircle.stack={STACK}", "--filter", "status=exited").stdout.split()
@@ -394,9 +395,8 @@ def test_5_a_monitoring_node_drained_restarted_and_restored_monitors_again_after
     assert all(state["Status"] == "exited" for state in left.values()), left
     report("alerting: monitoring node drained, daemon restarted, restored", node=node,
            daemon_answering_seconds=round(restart["answering_seconds"], 1),
-           left_by_the_daemon={name: (state["Status"], state["Error"][:120]) for name, state in left.items()},
-           pulumi_up_alone=alone, removed=len(exited), recreated=sorted(name for name in result.created),
-           refresh_found_gone=sorted(name for name in result.created if name.startswith("monitoring-")),
+           left_by_the_daemon=left_by_the_daemon, pulumi_up_alone=alone, removed=len(exited),
+           created_again=sorted(result.created),
            pulumi_up_seconds=round(apply_seconds, 1), every_target_up_after_pulumi_up_started_seconds=round(up_seconds, 1),
            watchdog_ping_after_apply_seconds=round(ping.at - applied_at, 1),
            target_down_notified=len(notified(receiver, "TargetDown", "firing", activated_at - 60)))
