@@ -47,6 +47,11 @@ def gateway_errors(cluster: SwarmCluster, node: str, since: float) -> Counter:
     return Counter(re.sub(r"^.*?\*\d+ |, client: .*$", "", line) for line in lines if "[error]" in line or "[warn]" in line)
 
 
+def availability(cluster: SwarmCluster, node: str, value: str) -> None:
+    """`docker node update --availability value node`, asked of a manager that is not that node."""
+    cluster["node1" if node != "node1" else "node2"].docker("node", "update", "--availability", value, node)
+
+
 def running(cluster: SwarmCluster, service: str) -> list:
     return [t for t in tasks(cluster, service) if t.state == "running"]
 

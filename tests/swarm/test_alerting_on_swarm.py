@@ -32,7 +32,7 @@ from engine_apply.errors import EngineError
 from .cluster import SwarmCluster, wait_for
 from .load import Load
 from .probe import Probe, tasks
-from .scenario import edges, report
+from .scenario import availability, edges, report
 from .stack import SERVER_NAME, STACK, DeployedStack, alerting_secrets, base_config, monitoring_config, secrets
 
 PROMETHEUS = ["carecircle-staging-prometheus-1", "carecircle-staging-prometheus-2"]
@@ -354,13 +354,12 @@ def test_5_a_monitoring_node_drained_restarted_and_restored_monitors_again_after
 
     before = containers()
     assert {name for name in PROMETHEUS + ALERTMANAGERS if name.endswith("-1")} <= set(before), before
-    manager = swarm["node1"]
-    manager.docker("node", "update", "--availability", "drain", node)
+    availability(swarm, node, "drain")
     try:
         restart = swarm.restart_daemon(node)
         swarm.wait_node_state(node, "ready", timeout=90)
     finally:
-        manager.docker("node", "update", "--availability", "active", node)
+        availability(swarm, node, "active")
     activated_at = time.time()
     time.sleep(20)  # what the daemon does by itself once the node is active
     left = containers()

@@ -19,7 +19,7 @@ import pytest
 
 from .cluster import SwarmCluster, list_processes, run, wait_for
 from .load import Load
-from .scenario import deployed_stack, edges, gateway_errors, rebalance_onto, report, running
+from .scenario import availability, deployed_stack, edges, gateway_errors, rebalance_onto, report, running
 from .stack import SERVER_NAME, DeployedStack
 
 
@@ -72,10 +72,6 @@ def swarm_view(cluster: SwarmCluster, manager: str, service: str) -> str:
         line for line in cluster[name].log.read_text(errors="replace").splitlines()[-600:]
         if any(word in line for word in ("session", "dispatcher", "leader", "heartbeat", "assignment"))][-15:]]
     return "\n".join(["nodes:", *nodes, "tasks:", *tasks, "logged:", *logged])
-
-
-def availability(cluster: SwarmCluster, node: str, value: str) -> None:
-    cluster["node1" if node != "node1" else "node2"].docker("node", "update", "--availability", value, node)
 
 
 def test_1_an_edge_node_drained_restarted_and_restored_serves_again_after_the_next_pulumi_up(swarm, stack):
